@@ -1,0 +1,3 @@
+"""AiiDA transport and scheduler plugins for HPC clusters reached through the FirecREST v2 API."""
+
+__version__ = '0.1.0'

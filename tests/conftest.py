@@ -1,0 +1,152 @@
+"""Fixtures shared by the test suite: the FirecREST server under test and clients of it.
+
+By default the tests run against the embedded local server (a fresh one per session). ``pytest --firecrest-config
+FILE`` runs them against any FirecREST v2 deployment instead, described by a JSON file with the keys that
+``firecrest_demo.py serve --config-out`` writes; tests that need the local server's internals then skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import firecrest
+import pytest
+from firecrest.v2 import AsyncFirecrest, Firecrest
+
+from aiida_firecrest.server import LocalFirecrest, ServerSettings
+from tests.openapi_contract import ResponseValidator
+
+pytest_plugins = ['aiida.tools.pytest_fixtures']
+
+REQUIRE_SLURM_ENV = 'FIRECREST_REQUIRE_SLURM'
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        '--firecrest-config',
+        metavar='FILE',
+        default=None,
+        help='run against the FirecREST v2 deployment described by this JSON file instead of the local server',
+    )
+
+
+def slurm_available() -> bool:
+    """Whether a Slurm controller answers on this machine."""
+    if shutil.which('sbatch') is None:
+        return False
+    try:
+        return subprocess.run(['sinfo', '-h'], capture_output=True, timeout=10, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def require_slurm() -> None:
+    """Skip the calling test without Slurm, or fail it if ``$FIRECREST_REQUIRE_SLURM`` says Slurm must be there."""
+    if slurm_available():
+        return
+    if os.environ.get(REQUIRE_SLURM_ENV):
+        pytest.fail(f'${REQUIRE_SLURM_ENV} is set but no Slurm controller answers (run .ci/setup-slurm.sh)')
+    pytest.skip('no Slurm controller answers on this machine')
+
+
+@pytest.fixture(scope='session')
+def external_config(request: pytest.FixtureRequest) -> dict[str, Any] | None:
+    """The client configuration given with ``--firecrest-config``, or None for the local server."""
+    path = request.config.getoption('--firecrest-config')
+    if path is None:
+        return None
+    return json.loads(Path(path).read_text())
+
+
+@pytest.fixture(scope='session')
+def local_server(external_config: dict[str, Any] | None) -> Iterator[LocalFirecrest]:
+    """The embedded local server with the ``local`` job backend and S3 staging; skips against a real deployment."""
+    if external_config is not None:
+        pytest.skip('needs the local server (fault switches, request log, backend choice)')
+    with LocalFirecrest() as server:
+        yield server
+
+
+@pytest.fixture(scope='session')
+def slurm_server(external_config: dict[str, Any] | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFirecrest]:
+    """A local server whose job backend is the machine's real Slurm."""
+    if external_config is not None:
+        pytest.skip('needs the local server (fault switches, request log, backend choice)')
+    require_slurm()
+    root = tmp_path_factory.mktemp('slurm-root')
+    root.chmod(0o755)
+    with LocalFirecrest(ServerSettings(roots=[root], scheduler='slurm')) as server:
+        yield server
+
+
+@pytest.fixture(params=['local', pytest.param('slurm', marks=pytest.mark.slurm)])
+def any_backend_server(request: pytest.FixtureRequest) -> LocalFirecrest:
+    """The local server with each job backend in turn."""
+    return request.getfixturevalue(f'{request.param}_server')
+
+
+@pytest.fixture(scope='session')
+def firecrest_config(external_config: dict[str, Any] | None, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """What a client needs to reach the server under test (the keys of ``serve --config-out``)."""
+    if external_config is not None:
+        return external_config
+    return request.getfixturevalue('local_server').client_config()
+
+
+@pytest.fixture(scope='session')
+def response_validator(firecrest_config: dict[str, Any]) -> ResponseValidator:
+    """Checks every JSON answer of the server under test against the v2 OpenAPI specification."""
+    return ResponseValidator(firecrest_config['url'])
+
+
+def _auth(config: dict[str, Any]) -> firecrest.ClientCredentialsAuth:
+    return firecrest.ClientCredentialsAuth(
+        config['client_id'], config['client_secret'], config['token_uri'], min_token_validity=60
+    )
+
+
+def make_sync_client(config: dict[str, Any], validator: ResponseValidator | None = None) -> Firecrest:
+    """Return a pyfirecrest v2 sync client of the server ``config`` describes."""
+    client = Firecrest(config['url'], authorization=_auth(config))
+    client.timeout = 60
+    client.num_retries_rate_limit = 3
+    if validator is not None:
+        validator.install(client._session)
+    return client
+
+
+@pytest.fixture
+def sync_client(firecrest_config: dict[str, Any], response_validator: ResponseValidator) -> Iterator[Firecrest]:
+    """A pyfirecrest v2 sync client whose every JSON answer is validated against the spec."""
+    client = make_sync_client(firecrest_config, response_validator)
+    yield client
+    client.close_session()
+
+
+@pytest.fixture
+async def async_client(
+    firecrest_config: dict[str, Any], response_validator: ResponseValidator
+) -> AsyncIterator[AsyncFirecrest]:
+    """A pyfirecrest v2 async client whose every JSON answer is validated against the spec."""
+    client = AsyncFirecrest(firecrest_config['url'], authorization=_auth(firecrest_config))
+    client.timeout = 60
+    client.num_retries_rate_limit = 3
+    response_validator.install(client._session)
+    yield client
+    await client.close_session()
+
+
+@pytest.fixture
+def remote_dir(firecrest_config: dict[str, Any], sync_client: Firecrest) -> Iterator[str]:
+    """A fresh directory on the server under test, inside its work directory, removed afterwards."""
+    path = f'{firecrest_config["workdir"]}/test-{uuid.uuid4().hex[:12]}'
+    sync_client.mkdir(firecrest_config['compute_resource'], path, create_parents=True)
+    yield path
+    sync_client.rm(firecrest_config['compute_resource'], path)
