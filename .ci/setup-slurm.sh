@@ -25,6 +25,9 @@ DB_USER=slurm
 DB_PASS=slurmdb-local
 PACKAGES=(slurm-wlm slurmdbd munge mariadb-server mariadb-client)
 
+# Touched after each `apt-get update` by .ci/run and the .ci/setup-*.sh scripts.
+APT_STAMP=/var/tmp/aiida-firecrest-ci.apt-updated
+
 T0=$SECONDS
 log() { printf '[setup-slurm %3ds] %s\n' "$((SECONDS - T0))" "$*"; }
 die() {
@@ -77,13 +80,14 @@ stop() {
 install_if_missing() {
     local missing=() p created_policy=0
     for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+        [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == 'install ok installed' ]] || missing+=("$p")
     done
     ((${#missing[@]})) || return 0
     log "installing ${missing[*]}"
-    # Refresh the package lists unless another step just did (apt-get update once).
-    if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -60 2>/dev/null | head -n 1)" ]; then
-        apt-get update -qq
+    # apt-get update once: skip it if another step of this run did it (the stamp).
+    if [ -z "$(find "$APT_STAMP" -mmin -60 2>/dev/null)" ]; then
+        apt-get update -qq || die "apt-get update failed"
+        touch "$APT_STAMP"
     fi
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
@@ -163,8 +167,12 @@ if ! mysqladmin --connect-timeout=2 ping >/dev/null 2>&1; then
     fi
     log "starting mariadbd"
     setsid /usr/sbin/mariadbd --user=mysql --bind-address=127.0.0.1 \
-        --pid-file="$STATE/run/mariadbd.pid" </dev/null >>"$STATE/log/mariadbd.log" 2>&1 &
-    wait_for 60 "MariaDB to answer" mysqladmin --connect-timeout=2 ping ||
+        --pid-file=/run/mysqld/mysqld.pid </dev/null >>"$STATE/log/mariadbd.log" 2>&1 &
+    mariadbd_pid=$!
+    mariadb_up() { # fails fast if mariadbd has already exited
+        mysqladmin --connect-timeout=2 ping >/dev/null 2>&1 || { kill -0 "$mariadbd_pid" 2>/dev/null && return 1; return 0; }
+    }
+    wait_for 60 "MariaDB to answer" mariadb_up && mysqladmin --connect-timeout=2 ping >/dev/null 2>&1 ||
         { show_log "$STATE/log/mariadbd.log"; die "mariadbd failed to start"; }
 fi
 mysql -u root <<SQL || die "could not create the database user $DB_USER"

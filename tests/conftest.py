@@ -75,7 +75,9 @@ def local_server(external_config: dict[str, Any] | None) -> Iterator[LocalFirecr
 
 
 @pytest.fixture(scope='session')
-def slurm_server(external_config: dict[str, Any] | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFirecrest]:
+def slurm_server(
+    external_config: dict[str, Any] | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalFirecrest]:
     """A local server whose job backend is the machine's real Slurm."""
     if external_config is not None:
         pytest.skip('needs the local server (fault switches, request log, backend choice)')

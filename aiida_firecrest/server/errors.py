@@ -1,6 +1,6 @@
 """Errors of the local server and the one place where they become HTTP answers.
 
-Services raise :class:`ApiError` (or let an :class:`OSError` escape); :func:`register_exception_handlers` turns both into
+Services raise :class:`ApiError`; :func:`register_exception_handlers` turns it, and FastAPI's own errors, into
 the real server's error envelope::
 
     {"errorType": "error", "message": "...", "causedBy": null, "data": null, "user": "fireuser"}

@@ -42,7 +42,12 @@ def describe_system(request: Request) -> dict[str, Any]:
             'region': s3.region,
             'ttl': s3.url_lifetime,
             'tenant': None,
-            'multipart': {'use_split': False, 'max_part_size': s3.max_part_size, 'parallel_runs': 3, 'tmp_folder': 'tmp'},
+            'multipart': {
+                'use_split': False,
+                'max_part_size': s3.max_part_size,
+                'parallel_runs': 3,
+                'tmp_folder': 'tmp',
+            },
             'bucketLifecycleConfiguration': {'days': 10},
         }
     backend = request.app.state.jobs

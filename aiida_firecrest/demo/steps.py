@@ -1,0 +1,109 @@
+"""The three CalcJobs of the demo and of the end-to-end tests, each with the check of its result."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import os
+from collections.abc import Callable
+from typing import Any
+
+from aiida import orm
+from aiida.engine import ProcessBuilder
+from aiida.plugins import CalculationFactory
+
+STAGED_FILE_NAME = 'big.in'
+STAGED_OUTPUT_NAME = 'big.out'
+
+
+@dataclasses.dataclass
+class Step:
+    """A CalcJob to run and the check of its outcome, which raises ``AssertionError`` with what is wrong."""
+
+    title: str
+    builder: Callable[[], ProcessBuilder]
+    check: Callable[[orm.CalcJobNode], str]
+    """Return a one-line summary of a good result; raise ``AssertionError`` otherwise."""
+
+
+def _finished_ok(node: orm.CalcJobNode) -> None:
+    assert node.is_finished_ok, f'{node.process_label}<{node.pk}> ended {node.process_state} [{node.exit_status}]'
+
+
+def arithmetic_add(code: orm.InstalledCode, x: int = 4, y: int = 5) -> Step:
+    """``core.arithmetic.add`` of ``x`` and ``y``."""
+
+    def builder() -> ProcessBuilder:
+        builder = CalculationFactory('core.arithmetic.add').get_builder()
+        builder.code = code
+        builder.x, builder.y = orm.Int(x), orm.Int(y)
+        return builder
+
+    def check(node: orm.CalcJobNode) -> str:
+        _finished_ok(node)
+        total = node.outputs.sum.value
+        assert total == x + y, f'sum is {total}, expected {x + y}'
+        return f'{x} + {y} = {total}'
+
+    return Step('ArithmeticAddCalculation', builder, check)
+
+
+def staged_io(code: orm.InstalledCode, size: int) -> Step:
+    """A CalcJob whose input and output (``size`` bytes each) go through S3 staging, checked byte for byte."""
+    content = os.urandom(size)
+    digest = hashlib.sha256(content).hexdigest()
+
+    def builder() -> ProcessBuilder:
+        builder = CalculationFactory('firecrest.script').get_builder()
+        builder.code = code
+        builder.script = orm.Str(f'cp {STAGED_FILE_NAME} {STAGED_OUTPUT_NAME}\nsha256sum {STAGED_OUTPUT_NAME}\n')
+        builder.files = {'big': orm.SinglefileData(io.BytesIO(content), filename=STAGED_FILE_NAME)}
+        builder.retrieve = orm.List([STAGED_OUTPUT_NAME])
+        return builder
+
+    def check(node: orm.CalcJobNode) -> str:
+        _finished_ok(node)
+        retrieved = node.outputs.retrieved.get_object_content(STAGED_OUTPUT_NAME, mode='rb')
+        assert hashlib.sha256(retrieved).hexdigest() == digest, 'the retrieved output differs from the input'
+        remote_digest = node.outputs.retrieved.get_object_content('stdout').split()[0]
+        assert remote_digest == digest, 'the uploaded input differs on the cluster'
+        return f'{size / 2**20:.1f} MiB up and down through S3, sha256 {digest[:12]}... intact'
+
+    return Step('Staged input and output', builder, check)
+
+
+def restart(code: orm.InstalledCode, parent: Callable[[], orm.CalcJobNode]) -> Step:
+    """A restart that copies and links files of ``parent()``'s remote folder and stashes its outputs."""
+
+    def builder() -> ProcessBuilder:
+        builder = CalculationFactory('firecrest.script').get_builder()
+        builder.code = code
+        builder.parent_folder = parent().outputs.remote_folder
+        builder.remote_copy = orm.List([STAGED_OUTPUT_NAME])
+        builder.remote_symlink = orm.List([STAGED_FILE_NAME])
+        builder.script = orm.Str(
+            f'test -L {STAGED_FILE_NAME} && test ! -L {STAGED_OUTPUT_NAME}\n'
+            f'cmp {STAGED_FILE_NAME} {STAGED_OUTPUT_NAME} && echo restarted > restart.out\n'
+        )
+        builder.retrieve = orm.List(['restart.out'])
+        computer = code.computer
+        assert computer is not None
+        builder.metadata.options.stash = {  # type: ignore[attr-defined]
+            'source_list': ['restart.out', STAGED_OUTPUT_NAME],
+            'target_base': f'{computer.get_workdir()}/stash',
+            'stash_mode': 'copy',
+        }
+        return builder
+
+    def check(node: orm.CalcJobNode) -> str:
+        _finished_ok(node)
+        text = node.outputs.retrieved.get_object_content('restart.out').strip()
+        assert text == 'restarted', f'restart.out says {text!r}'
+        stash: Any = node.outputs.remote_stash
+        with node.computer.get_transport() as transport:  # type: ignore[union-attr]
+            stashed = sorted(transport.listdir(stash.target_basepath))
+        assert stashed == sorted(['restart.out', STAGED_OUTPUT_NAME]), f'stashed {stashed}'
+        return f'copied and linked from {parent().pk}, stashed {", ".join(stashed)}'
+
+    return Step('Restart with remote copy, symlink and stash', builder, check)

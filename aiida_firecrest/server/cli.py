@@ -1,0 +1,93 @@
+"""The ``serve`` command: run a local FirecREST v2 server in the foreground until interrupted."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+import click
+
+from .runner import LocalFirecrest
+from .settings import DEFAULT_MAX_OPS_FILE_SIZE, ServerSettings
+
+
+def write_private_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by the owner alone from its creation on (it holds a secret)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, 'w') as handle:
+        handle.write(text)
+
+
+def write_private_json(path: Path, data: dict[str, object]) -> None:
+    """Write ``data`` to ``path`` as JSON readable by the owner alone (it holds the client secret)."""
+    write_private_text(path, json.dumps(data, indent=2) + '\n')
+
+
+@click.command('serve')
+@click.option('--port', type=int, default=0, show_default=True, help='TCP port on 127.0.0.1; 0 picks a free one.')
+@click.option(
+    '--scheduler',
+    type=click.Choice(['local', 'slurm']),
+    default='local',
+    show_default=True,
+    help='Job backend: the real Slurm of this machine, or batch scripts run as local processes.',
+)
+@click.option(
+    '--root',
+    'roots',
+    type=click.Path(file_okay=False, path_type=Path),
+    multiple=True,
+    help='A directory the server exposes (repeatable); default: a fresh temporary folder of its own.',
+)
+@click.option('--account', default=None, help='The billing account reported for the user and used by default.')
+@click.option(
+    '--max-ops-file-size',
+    type=int,
+    default=DEFAULT_MAX_OPS_FILE_SIZE,
+    show_default=True,
+    help='The direct-transfer limit in bytes; larger files go through S3 staging.',
+)
+@click.option(
+    '--config-out',
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help='Write what a client needs (url, token_uri, client_id, client_secret, ...) to this JSON file (mode 600).',
+)
+def serve(
+    port: int,
+    scheduler: str,
+    roots: tuple[Path, ...],
+    account: str | None,
+    max_ops_file_size: int,
+    config_out: Path | None,
+) -> None:
+    """Run a local FirecREST v2 server (and its S3 server) until interrupted."""
+    with contextlib.ExitStack() as stack:
+        if not roots:
+            roots = (Path(stack.enter_context(tempfile.TemporaryDirectory(prefix='firecrest-root-'))),)
+        for root in roots:
+            root.mkdir(parents=True, exist_ok=True)
+        settings = ServerSettings(
+            roots=list(roots),
+            scheduler=scheduler,  # type: ignore[arg-type]
+            account=account,
+            max_ops_file_size=max_ops_file_size,
+        )
+        server = stack.enter_context(LocalFirecrest(settings))
+        config = server.client_config()
+        click.echo(f'FirecREST v2 listening on {server.url} (system {config["compute_resource"]}, {scheduler} jobs)')
+        click.echo(f'Exposed directories: {", ".join(str(root) for root in server.settings.roots)}')
+        if config_out is not None:
+            write_private_json(config_out, config)
+            click.echo(f'Client configuration written to {config_out}')
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        stop.wait()
+        click.echo('Stopping.')

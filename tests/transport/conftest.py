@@ -1,0 +1,111 @@
+"""Fixtures of the transport tests: FirecREST transports of the server under test, and a factory of any transport kind.
+
+``firecrest_transport(**overrides)`` returns a new, *unopened* :class:`~aiida_firecrest.transport.FirecrestTransport`
+configured for the server under test (the client secret is written to an owner-only file, as a user would store it);
+open it with ``async with transport:`` in async tests or ``with transport:`` in sync ones (sync use needs an AiiDA
+profile, whose runner loop drives the coroutines). ``transport_factory(kind, **overrides)`` does the same for
+``'firecrest'`` and ``'core.local'``, for suites that compare the two. ``transport_scratch(kind)`` returns a fresh
+empty directory that the transport of that kind can use, removed afterwards.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from aiida.transports import Transport
+
+    from aiida_firecrest.transport import FirecrestTransport
+
+TRANSPORT_KINDS = ('core.local', 'firecrest')
+"""The transport kinds that ``transport_factory`` builds."""
+
+TEST_REQUESTS_PER_SECOND = 50.0
+"""The client-side request budget of test transports: above CSCS's 10/s so that the suite runs quickly against the
+local server (which does not throttle); pass ``requests_per_second=`` to test the real figure."""
+
+
+@pytest.fixture(scope='session')
+def firecrest_secret_file(firecrest_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The client secret of the server under test, in a file readable by its owner alone (mode 0600)."""
+    path = tmp_path_factory.mktemp('firecrest-secret') / 'client_secret'
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(firecrest_config['client_secret'])
+    return path
+
+
+@pytest.fixture(scope='session')
+def firecrest_transport_params(firecrest_config: dict[str, Any], firecrest_secret_file: Path) -> dict[str, Any]:
+    """The keyword arguments of a FirecREST transport of the server under test, as ``verdi computer configure`` stores
+    them (plus ``machine``)."""
+    return {
+        'machine': 'localhost',
+        'url': firecrest_config['url'],
+        'token_uri': firecrest_config['token_uri'],
+        'client_id': firecrest_config['client_id'],
+        'client_secret': str(firecrest_secret_file),
+        'compute_resource': firecrest_config['compute_resource'],
+        'temp_directory': firecrest_config['temp_directory'],
+        'billing_account': firecrest_config.get('billing_account') or '',
+        'requests_per_second': TEST_REQUESTS_PER_SECOND,
+    }
+
+
+@pytest.fixture(scope='session')
+def firecrest_transport(firecrest_transport_params: dict[str, Any]) -> Callable[..., FirecrestTransport]:
+    """A factory: ``firecrest_transport(**overrides)`` returns a new unopened FirecREST transport of the server under
+    test; ``overrides`` replace or add constructor options (e.g. ``archive_threshold=10``)."""
+    from aiida_firecrest.transport import FirecrestTransport
+
+    def factory(**overrides: Any) -> FirecrestTransport:
+        return FirecrestTransport(**{**firecrest_transport_params, **overrides})
+
+    return factory
+
+
+@pytest.fixture(scope='session')
+def transport_factory(firecrest_transport: Callable[..., FirecrestTransport]) -> Callable[..., Transport]:
+    """A factory: ``transport_factory(kind, **overrides)`` returns a new unopened transport, ``kind`` being one of
+    :data:`TRANSPORT_KINDS` (``'core.local'`` or ``'firecrest'``)."""
+    from aiida.transports.plugins.local import LocalTransport
+
+    def factory(kind: str, **overrides: Any) -> Transport:
+        if kind == 'firecrest':
+            return firecrest_transport(**overrides)
+        if kind == 'core.local':
+            return LocalTransport(**{'machine': 'localhost', **overrides})
+        raise ValueError(f'unknown transport kind {kind!r}; expected one of {TRANSPORT_KINDS}')
+
+    return factory
+
+
+@pytest.fixture
+def transport_scratch(firecrest_config: dict[str, Any], tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """A factory: ``transport_scratch(kind)`` returns a fresh empty directory for a transport of ``kind`` to work in.
+
+    For ``'firecrest'`` it lies inside the server's work directory (the server only accepts its own file systems); the
+    local server shares this machine's file system, so the test can also inspect it directly. Removed afterwards.
+    """
+    created: list[Path] = []
+
+    def factory(kind: str) -> Path:
+        if kind == 'core.local':
+            path = tmp_path / f'local-{uuid.uuid4().hex[:8]}'
+        elif kind == 'firecrest':
+            path = Path(firecrest_config['workdir']) / f'test-{uuid.uuid4().hex[:12]}'
+        else:
+            raise ValueError(f'unknown transport kind {kind!r}; expected one of {TRANSPORT_KINDS}')
+        path.mkdir(parents=True)
+        created.append(path)
+        return path
+
+    yield factory
+    for path in created:
+        shutil.rmtree(path, ignore_errors=True)
