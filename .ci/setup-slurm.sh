@@ -169,10 +169,10 @@ if ! mysqladmin --connect-timeout=2 ping >/dev/null 2>&1; then
     setsid /usr/sbin/mariadbd --user=mysql --bind-address=127.0.0.1 \
         --pid-file=/run/mysqld/mysqld.pid </dev/null >>"$STATE/log/mariadbd.log" 2>&1 &
     mariadbd_pid=$!
-    mariadb_up() { # fails fast if mariadbd has already exited
-        mysqladmin --connect-timeout=2 ping >/dev/null 2>&1 || { kill -0 "$mariadbd_pid" 2>/dev/null && return 1; return 0; }
-    }
-    wait_for 60 "MariaDB to answer" mariadb_up && mysqladmin --connect-timeout=2 ping >/dev/null 2>&1 ||
+    # Stop waiting as soon as MariaDB answers or mariadbd has exited (a start-up error).
+    mariadb_up_or_dead() { mysqladmin --connect-timeout=2 ping || ! kill -0 "$mariadbd_pid"; }
+    wait_for 60 "MariaDB to answer" mariadb_up_or_dead || true
+    mysqladmin --connect-timeout=2 ping >/dev/null 2>&1 ||
         { show_log "$STATE/log/mariadbd.log"; die "mariadbd failed to start"; }
 fi
 mysql -u root <<SQL || die "could not create the database user $DB_USER"
@@ -235,8 +235,10 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageEnforce=associations
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$NCPU RealMemory=$REAL_MB State=UNKNOWN
-PartitionName=normal Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
-PartitionName=debug Nodes=$HOST Default=NO MaxTime=30 State=UP
+# Each core may run up to 4 jobs at once: tests that wait for a time-out or leave a
+# job running do not block each other on a 2-core machine.
+PartitionName=normal Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
+PartitionName=debug Nodes=$HOST Default=NO MaxTime=30 State=UP OverSubscribe=FORCE:4
 EOF
 
 # ---- slurmdbd -------------------------------------------------------------------
@@ -281,6 +283,8 @@ users_in_assoc() {
 wait_for 30 "sacctmgr show assoc to list ${USERS[*]}" users_in_assoc || die "users missing from the associations"
 
 # ---- slurmctld, slurmd ------------------------------------------------------
+CTL_WAS_RUNNING=0
+running slurmctld "$CTL_PID" && CTL_WAS_RUNNING=1
 if ((CTL_CHANGED)); then
     stop slurmd "$D_PID"
     stop slurmctld "$CTL_PID"
@@ -307,6 +311,15 @@ if [[ $(node_state) =~ (drain|down|fail) ]]; then
 fi
 wait_for 60 "node $HOST to be idle in sinfo" node_up ||
     { show_log "$STATE/log/slurmd.log"; show_log "$STATE/log/slurmctld.log"; die "node $HOST is '$(node_state)'"; }
+# Jobs saved in the state of a slurmctld that was not running (a previous session, a
+# reboot) belong to nobody now; Slurm would requeue and rerun them: cancel them.
+if ((!CTL_WAS_RUNNING)); then
+    mapfile -t LEFT < <(squeue -h -o '%A')
+    if ((${#LEFT[@]})); then
+        log "cancelling ${#LEFT[@]} job(s) left from before slurmctld was started: ${LEFT[*]}"
+        scancel "${LEFT[@]}" || true
+    fi
+fi
 # slurmctld must know the users' associations, or (with enforcement) it rejects their jobs.
 ctld_knows_users() {
     local u
