@@ -32,7 +32,7 @@ class ScriptCalculation(CalcJob):
         spec.input('remote_copy', valid_type=orm.List, required=False, help='Names to copy from the parent folder.')
         spec.input('remote_symlink', valid_type=orm.List, required=False, help='Names to link from the parent folder.')
         spec.input('retrieve', valid_type=orm.List, required=False, help='Names or patterns to retrieve.')
-        options = spec.inputs['metadata']['options']
+        options: Any = spec.inputs['metadata']['options']  # type: ignore[index]
         options['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
         options['withmpi'].default = False
 

@@ -112,7 +112,7 @@ def progress(server: LocalFirecrest, mark: int, every: float = 5.0) -> Iterator[
         thread.join()
 
 
-def run_step(server: LocalFirecrest, step: Step) -> tuple[orm.CalcJobNode | None, bool]:
+def run_step(server: LocalFirecrest, step: Step) -> tuple[orm.ProcessNode | None, bool]:
     """Run ``step`` through the engine, print its result, requests and time; return its node and success."""
     click.secho(f'==> {step.title}', bold=True)
     mark = server.request_log.mark()

@@ -10,8 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 from aiida import orm
+from aiida.calculations.arithmetic.add import ArithmeticAddCalculation
 from aiida.engine import ProcessBuilder
-from aiida.plugins import CalculationFactory
+
+from .calculations import ScriptCalculation
 
 STAGED_FILE_NAME = 'big.in'
 STAGED_OUTPUT_NAME = 'big.out'
@@ -23,11 +25,11 @@ class Step:
 
     title: str
     builder: Callable[[], ProcessBuilder]
-    check: Callable[[orm.CalcJobNode], str]
+    check: Callable[[orm.ProcessNode], str]
     """Return a one-line summary of a good result; raise ``AssertionError`` otherwise."""
 
 
-def _finished_ok(node: orm.CalcJobNode) -> None:
+def _finished_ok(node: orm.ProcessNode) -> None:
     assert node.is_finished_ok, f'{node.process_label}<{node.pk}> ended {node.process_state} [{node.exit_status}]'
 
 
@@ -35,12 +37,12 @@ def arithmetic_add(code: orm.InstalledCode, x: int = 4, y: int = 5) -> Step:
     """``core.arithmetic.add`` of ``x`` and ``y``."""
 
     def builder() -> ProcessBuilder:
-        builder = CalculationFactory('core.arithmetic.add').get_builder()
+        builder = ArithmeticAddCalculation.get_builder()
         builder.code = code
         builder.x, builder.y = orm.Int(x), orm.Int(y)
         return builder
 
-    def check(node: orm.CalcJobNode) -> str:
+    def check(node: orm.ProcessNode) -> str:
         _finished_ok(node)
         total = node.outputs.sum.value
         assert total == x + y, f'sum is {total}, expected {x + y}'
@@ -55,14 +57,14 @@ def staged_io(code: orm.InstalledCode, size: int) -> Step:
     digest = hashlib.sha256(content).hexdigest()
 
     def builder() -> ProcessBuilder:
-        builder = CalculationFactory('firecrest.script').get_builder()
+        builder: Any = ScriptCalculation.get_builder()
         builder.code = code
         builder.script = orm.Str(f'cp {STAGED_FILE_NAME} {STAGED_OUTPUT_NAME}\nsha256sum {STAGED_OUTPUT_NAME}\n')
         builder.files = {'big': orm.SinglefileData(io.BytesIO(content), filename=STAGED_FILE_NAME)}
         builder.retrieve = orm.List([STAGED_OUTPUT_NAME])
         return builder
 
-    def check(node: orm.CalcJobNode) -> str:
+    def check(node: orm.ProcessNode) -> str:
         _finished_ok(node)
         retrieved = node.outputs.retrieved.get_object_content(STAGED_OUTPUT_NAME, mode='rb')
         assert hashlib.sha256(retrieved).hexdigest() == digest, 'the retrieved output differs from the input'
@@ -73,11 +75,11 @@ def staged_io(code: orm.InstalledCode, size: int) -> Step:
     return Step('Staged input and output', builder, check)
 
 
-def restart(code: orm.InstalledCode, parent: Callable[[], orm.CalcJobNode]) -> Step:
+def restart(code: orm.InstalledCode, parent: Callable[[], orm.ProcessNode]) -> Step:
     """A restart that copies and links files of ``parent()``'s remote folder and stashes its outputs."""
 
     def builder() -> ProcessBuilder:
-        builder = CalculationFactory('firecrest.script').get_builder()
+        builder: Any = ScriptCalculation.get_builder()
         builder.code = code
         builder.parent_folder = parent().outputs.remote_folder
         builder.remote_copy = orm.List([STAGED_OUTPUT_NAME])
@@ -89,14 +91,14 @@ def restart(code: orm.InstalledCode, parent: Callable[[], orm.CalcJobNode]) -> S
         builder.retrieve = orm.List(['restart.out'])
         computer = code.computer
         assert computer is not None
-        builder.metadata.options.stash = {  # type: ignore[attr-defined]
+        builder.metadata.options.stash = {
             'source_list': ['restart.out', STAGED_OUTPUT_NAME],
             'target_base': f'{computer.get_workdir()}/stash',
             'stash_mode': 'copy',
         }
         return builder
 
-    def check(node: orm.CalcJobNode) -> str:
+    def check(node: orm.ProcessNode) -> str:
         _finished_ok(node)
         text = node.outputs.retrieved.get_object_content('restart.out').strip()
         assert text == 'restarted', f'restart.out says {text!r}'

@@ -110,7 +110,7 @@ class RequestLogMiddleware:
                 RequestRecord(
                     method=scope['method'],
                     path=scope['path'],
-                    route=getattr(route, 'path', scope['path']),
+                    route=str(getattr(route, 'path', scope['path'])),
                     status=status,
                     duration=time.monotonic() - start,
                 )
