@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from collections.abc import Sequence
 
 from .errors import ApiError
@@ -30,6 +31,7 @@ async def run(argv: Sequence[str], timeout: float, stdin: bytes | None = None, c
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=cwd,
+        env={**os.environ, 'LC_ALL': 'C'},  # messages worded as on the real server, whatever the server's locale
     )
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(stdin), timeout)

@@ -94,27 +94,33 @@ class RequestLogMiddleware:
             return
         start = time.monotonic()
         status = 500
+        recorded = False
+
+        def record() -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                route = scope.get('route')
+                path = scope['path']
+                self.log.append(
+                    RequestRecord(
+                        scope['method'], path, str(getattr(route, 'path', path)), status, time.monotonic() - start
+                    )
+                )
 
         async def send_with_version(message: Message) -> None:
             nonlocal status
             if message['type'] == 'http.response.start':
                 status = message['status']
                 message['headers'] = [*message.get('headers', []), (b'f7t-appversion', APP_VERSION.encode())]
+            elif message['type'] == 'http.response.body' and not message.get('more_body', False):
+                record()  # before the client can see the end of the answer, so that the log is never behind it
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_version)
         finally:
-            route = scope.get('route')
-            self.log.append(
-                RequestRecord(
-                    method=scope['method'],
-                    path=scope['path'],
-                    route=str(getattr(route, 'path', scope['path'])),
-                    status=status,
-                    duration=time.monotonic() - start,
-                )
-            )
+            record()
 
 
 class DroppedConnectionError(Exception):
