@@ -1,0 +1,368 @@
+"""The AiiDA scheduler plugin of a Slurm cluster reached through the FirecREST v2 compute API.
+
+It works with the ``firecrest`` transport only, and makes every request through the client of that transport:
+
+* ``submit_job``: ``POST /compute/{system}/jobs`` with the script that the transport uploaded (``scriptPath``), from
+  the calculation's working directory, billed to the transport's ``billing_account``.
+* ``get_jobs``: ONE ``GET /compute/{system}/jobs`` for all the jobs that AiiDA asks about; a job missing from the
+  answer is done, unless it was submitted by this process in the last :data:`SUBMIT_GRACE_SECONDS` and never seen
+  yet (FirecREST may briefly not know a job it just submitted, pyfirecrest#199): that one is reported queued.
+* ``kill_job``: ``DELETE /compute/{system}/jobs/{jobid}``.
+* ``get_detailed_job_info``: what the last poll learnt of the finished job, if it saw it finished (no request), else
+  ``GET /compute/{system}/jobs/{jobid}``. The engine creates a new scheduler for every operation, so finished jobs are
+  also remembered process-wide, keyed by (FirecREST URL, system, job id).
+
+The batch script, its job resources and the parsing of the scheduler output are those of aiida-core's Slurm plugin,
+which this plugin composes: :class:`~aiida.schedulers.plugins.slurm.SlurmScheduler` writes the ``#SBATCH`` header and
+parses the detailed job info, that :func:`~aiida_firecrest.scheduler_parsing._build_detailed_job_info` writes in the
+shape of ``sacct --parsable``. The pure parsing of the API's answers is in :mod:`aiida_firecrest.scheduler_parsing`.
+"""
+
+from __future__ import annotations
+
+import collections
+import posixpath
+import threading
+import time
+import typing as t
+
+from aiida.common.exceptions import FeatureNotAvailable
+from aiida.schedulers import Scheduler, SchedulerError
+from aiida.schedulers.datastructures import JobInfo, JobState, JobTemplate
+from aiida.schedulers.plugins.slurm import SlurmJobResource, SlurmScheduler
+from firecrest.FirecrestException import NotImplementedOnAPIversion
+
+from .errors import FirecrestError, translate_errors
+from .scheduler_parsing import _build_detailed_job_info, _parse_job
+
+if t.TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from aiida.engine.processes.exit_code import ExitCode
+    from aiida.transports import Transport
+
+    from .transport import FirecrestTransport
+
+__all__ = ('SUBMIT_GRACE_SECONDS', 'FirecrestScheduler')
+
+SUBMIT_GRACE_SECONDS = 60.0
+"""How long after its submission a job missing from the FirecREST answer is taken as not yet known, not as done."""
+
+FINISHED_CACHE_SIZE = 10_000
+"""How many finished jobs the process remembers (the oldest are forgotten first)."""
+
+_CacheKey = tuple[str, str, str]
+"""(FirecREST URL, system name, job id)"""
+
+
+class _ProcessJobRecords:
+    """What this process knows of the jobs it polls, shared by every scheduler instance: the finished jobs seen by the
+    polls (a bounded LRU) and the jobs it submitted that no poll has seen yet (with their submission time)."""
+
+    def __init__(self, size: int = FINISHED_CACHE_SIZE) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._finished: collections.OrderedDict[_CacheKey, dict[str, t.Any]] = collections.OrderedDict()
+        self._unseen: dict[_CacheKey, float] = {}
+
+    def remember_finished(self, key: _CacheKey, job: dict[str, t.Any]) -> None:
+        with self._lock:
+            self._finished[key] = job
+            self._finished.move_to_end(key)
+            while len(self._finished) > self._size:
+                self._finished.popitem(last=False)
+
+    def finished(self, key: _CacheKey) -> dict[str, t.Any] | None:
+        with self._lock:
+            return self._finished.get(key)
+
+    def submitted(self, key: _CacheKey) -> None:
+        with self._lock:
+            now = time.monotonic()
+            for old in [old for old, when in self._unseen.items() if now - when > SUBMIT_GRACE_SECONDS]:
+                del self._unseen[old]
+            self._unseen[key] = now
+
+    def seen(self, key: _CacheKey) -> None:
+        with self._lock:
+            self._unseen.pop(key, None)
+
+    def in_grace(self, key: _CacheKey) -> bool:
+        """Whether the job was submitted by this process less than :data:`SUBMIT_GRACE_SECONDS` ago, and never seen."""
+        with self._lock:
+            when = self._unseen.get(key)
+        return when is not None and time.monotonic() - when <= SUBMIT_GRACE_SECONDS
+
+    def clear(self) -> None:
+        with self._lock:
+            self._finished.clear()
+            self._unseen.clear()
+
+
+_RECORDS = _ProcessJobRecords()
+
+
+class FirecrestScheduler(Scheduler):
+    """Slurm through the FirecREST v2 compute API (needs the ``firecrest`` transport)."""
+
+    _logger = Scheduler._logger.getChild('firecrest')
+
+    _features = {'can_query_by_user': False}
+
+    _job_resource_class = SlurmJobResource
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._slurm = SlurmScheduler()
+        self._finished: dict[str, dict[str, t.Any]] = {}
+
+    # The transport
+
+    def set_transport(self, transport: Transport) -> None:
+        """Set the transport through which the scheduler talks to FirecREST.
+
+        :raises SchedulerError: if ``transport`` is not a FirecREST transport.
+        """
+        from .transport import FirecrestTransport
+
+        if not isinstance(transport, FirecrestTransport):
+            raise SchedulerError(
+                f'the `firecrest` scheduler works only with the `firecrest` transport, not with '
+                f'{type(transport).__name__}: configure the computer with `--transport firecrest`'
+            )
+        super().set_transport(transport)
+
+    @property
+    def _firecrest(self) -> FirecrestTransport:
+        return t.cast('FirecrestTransport', self.transport)
+
+    def _run(self, what: str, func: Callable[..., Awaitable[t.Any]], *args: t.Any, **kwargs: t.Any) -> t.Any:
+        """Run the client coroutine ``func(*args, **kwargs)`` to completion through the transport.
+
+        :param what: what the call does, for the error message.
+        :raises SchedulerError: if it fails (with the original error as its cause).
+        """
+        try:
+            with translate_errors():
+                return self._firecrest.run_command_blocking(func, *args, **kwargs)
+        except SchedulerError:
+            raise
+        except (FirecrestError, NotImplementedOnAPIversion, OSError, ValueError) as exc:
+            raise SchedulerError(f'FirecREST could not {what}: {exc}') from exc
+
+    def _key(self, job_id: str) -> _CacheKey:
+        """Return the process-wide key of a job of the transport's FirecREST system."""
+        transport = self._firecrest
+        return (str(transport.url), transport.compute_resource, str(job_id))
+
+    # The batch script and the scheduler output: aiida-core's Slurm plugin
+
+    def _get_submit_script_header(self, job_tmpl: JobTemplate) -> str:
+        """Return the ``#SBATCH`` header of the batch script: the same as aiida-core's Slurm plugin writes.
+
+        :param job_tmpl: the job template.
+        :return: the header lines.
+        """
+        return self._slurm._get_submit_script_header(job_tmpl)
+
+    def parse_output(
+        self,
+        detailed_job_info: dict[str, str | int] | None = None,
+        stdout: str | None = None,
+        stderr: str | None = None,
+    ) -> ExitCode | None:
+        """Return the exit code of a job that ran out of memory or walltime, or whose node failed, else None.
+
+        The detailed job info is written by :meth:`get_detailed_job_info` in the shape of ``sacct --parsable``, which
+        aiida-core's Slurm plugin parses: the job's end state decides (``OUT_OF_MEMORY``, ``TIMEOUT``, ``NODE_FAIL``),
+        then Slurm's messages in the scheduler's ``stderr``. No request is made.
+
+        :param detailed_job_info: the detailed job info stored on the node.
+        :param stdout: the scheduler's standard output of the job.
+        :param stderr: the scheduler's standard error of the job.
+        :return: ``ERROR_SCHEDULER_OUT_OF_MEMORY``, ``ERROR_SCHEDULER_OUT_OF_WALLTIME``,
+            ``ERROR_SCHEDULER_NODE_FAILURE`` of :class:`~aiida.engine.CalcJob`, or None.
+        :raises ValueError: if ``detailed_job_info`` is not in that shape.
+        """
+        return self._slurm.parse_output(detailed_job_info, stdout, stderr)
+
+    # Requests
+
+    def submit_job(self, working_directory: str, filename: str) -> str | ExitCode:
+        """Submit the batch script that the transport uploaded to ``working_directory``.
+
+        :calls: ``POST /compute/{system}/jobs`` (``scriptPath``, ``workingDirectory``, ``account``)
+        :param working_directory: the absolute path of the calculation's working directory.
+        :param filename: the name of the batch script in it.
+        :return: the job id; or ``ERROR_SCHEDULER_INVALID_ACCOUNT`` if Slurm refuses the account.
+
+        The transport's ``billing_account``, when set, goes with the request; FirecREST hands it to ``sbatch``, where it
+        may take precedence over an ``#SBATCH --account`` line of the script (``metadata.options.account``).
+        :raises SchedulerError: if FirecREST refuses the job or cannot be reached.
+        """
+        from aiida.engine import CalcJob
+
+        transport = self._firecrest
+        script = posixpath.join(working_directory, filename)
+        account = transport.billing_account or None
+        try:
+            answer = self._run(
+                f'submit {script}',
+                transport.client.submit,
+                transport.compute_resource,
+                working_dir=working_directory,
+                script_remote_path=script,
+                account=account,
+            )
+        except SchedulerError as exc:
+            if 'invalid account' in str(exc).lower():
+                self.logger.error(f'submitting {script} with account {account!r}: {exc}')
+                return t.cast('ExitCode', CalcJob.exit_codes.ERROR_SCHEDULER_INVALID_ACCOUNT)
+            raise
+        try:
+            job_id = str(answer['jobId'])
+        except (KeyError, TypeError) as exc:
+            raise SchedulerError(f'FirecREST answered the submission of {script} without a job id: {answer!r}') from exc
+        _RECORDS.submitted(self._key(job_id))
+        self.logger.info(f'submitted {script} as job {job_id}')
+        return job_id
+
+    @t.overload
+    def get_jobs(
+        self, jobs: list[str] | None = None, user: str | None = None, as_dict: t.Literal[False] = False
+    ) -> list[JobInfo]: ...
+
+    @t.overload
+    def get_jobs(
+        self, jobs: list[str] | None = None, user: str | None = None, as_dict: t.Literal[True] = ...
+    ) -> dict[str, JobInfo]: ...
+
+    def get_jobs(
+        self, jobs: list[str] | None = None, user: str | None = None, as_dict: bool = False
+    ) -> list[JobInfo] | dict[str, JobInfo]:
+        """Return the user's jobs, or those of ``jobs`` that FirecREST still reports, with ONE request.
+
+        A job of ``jobs`` missing from the answer is left out (AiiDA takes it as done), except one submitted by this
+        process less than :data:`SUBMIT_GRACE_SECONDS` ago and never seen since: that one is reported ``QUEUED``. A
+        finished job is remembered for :meth:`get_detailed_job_info`.
+
+        :calls: ``GET /compute/{system}/jobs``
+        :param jobs: the ids of the jobs to report; all of the user's jobs if None.
+        :param user: only the jobs of this user (FirecREST only reports the jobs of the token's user; ``'$USER'``
+            means that one).
+        :param as_dict: return a dict of job id to job info instead of a list.
+        :raises SchedulerError: if FirecREST cannot be reached or refuses.
+        """
+        transport = self._firecrest
+        wanted: list[str] | None = None
+        if jobs is not None:
+            wanted = [str(jobs)] if isinstance(jobs, (str, int)) else [str(job_id) for job_id in jobs]
+
+        answer = self._run('list the jobs', transport.client.job_info, transport.compute_resource)
+        found: dict[str, JobInfo] = {}
+        for job in answer or []:
+            try:
+                info = _parse_job(job)
+            except (ValueError, TypeError, AttributeError) as exc:
+                self.logger.warning(f'skipping a job that FirecREST reported in an unexpected shape: {exc}')
+                continue
+            if wanted is not None and info.job_id not in wanted:
+                continue
+            if user is not None and user != '$USER' and info.job_owner not in (None, user):
+                continue
+            if info.job_state is JobState.UNDETERMINED:
+                self.logger.warning(f'unknown state {info.job_substate!r} of job {info.job_id}')
+            found[info.job_id] = info
+            key = self._key(info.job_id)
+            _RECORDS.seen(key)
+            if info.job_state is JobState.DONE:
+                self._finished[info.job_id] = dict(job)
+                _RECORDS.remember_finished(key, dict(job))
+
+        for job_id in wanted or []:
+            if job_id not in found and _RECORDS.in_grace(self._key(job_id)):
+                info = JobInfo()
+                info.job_id = job_id
+                info.job_state = JobState.QUEUED
+                info.annotation = 'submitted moments ago; FirecREST does not report it yet'
+                found[job_id] = info
+
+        if as_dict:
+            return found
+        return list(found.values())
+
+    def kill_job(self, jobid: str) -> bool:
+        """Cancel a job.
+
+        :calls: ``DELETE /compute/{system}/jobs/{jobid}``
+        :param jobid: the job id.
+        :return: True if FirecREST accepted the cancellation; False (and an error logged) otherwise.
+        """
+        transport = self._firecrest
+        try:
+            self._run(f'cancel job {jobid}', transport.client.cancel_job, transport.compute_resource, str(jobid))
+        except SchedulerError as exc:
+            self.logger.error(str(exc))
+            return False
+        self.logger.info(f'cancelled job {jobid}')
+        return True
+
+    def can_get_detailed_job_info(self) -> bool:
+        """Return True: the detailed job info comes from the FirecREST job."""
+        return True
+
+    def _get_detailed_job_info_command(self, job_id: str) -> str:
+        raise FeatureNotAvailable('the detailed job info comes from the FirecREST API, not from a command')
+
+    def get_detailed_job_info(self, job_id: str) -> dict[str, t.Any]:
+        """Return the detailed job info of a job, in the shape of ``sacct --parsable`` (see :meth:`parse_output`).
+
+        No request if a poll saw the job finished (in this process); else one.
+
+        :calls: ``GET /compute/{system}/jobs/{jobid}`` (unless a poll saw the job finished)
+        :param job_id: the job id.
+        :return: ``retval`` 0, ``stdout`` (the ``sacct`` fields), ``stderr``, and ``job`` (the FirecREST answer); if
+            FirecREST does not know the job, ``retval`` 1 and the reason in ``stderr``.
+        :raises SchedulerError: if FirecREST cannot be reached or fails otherwise.
+        """
+        job_id = str(job_id)
+        job = self._finished.get(job_id) or _RECORDS.finished(self._key(job_id))
+        if job is None:
+            transport = self._firecrest
+            try:
+                answer = self._run(
+                    f'get job {job_id}', transport.client.job_info, transport.compute_resource, jobid=job_id
+                )
+            except SchedulerError as exc:
+                if _status_code(exc) != 404:
+                    raise
+                self.logger.warning(f'FirecREST does not know job {job_id}: {exc}')
+                return {'retval': 1, 'stdout': '', 'stderr': str(exc)}
+            matching = [job for job in answer or [] if str(job.get('jobId')) == job_id]
+            if not matching:
+                return {'retval': 1, 'stdout': '', 'stderr': f'FirecREST did not report job {job_id}: {answer!r}'}
+            job = dict(matching[0])
+            if _parse_job(job).job_state is JobState.DONE:
+                self._finished[job_id] = job
+                _RECORDS.remember_finished(self._key(job_id), job)
+        return _build_detailed_job_info(job)
+
+
+def _status_code(exc: BaseException) -> int | None:
+    """Return the HTTP status of the FirecREST answer behind ``exc`` (following its causes), or None.
+
+    :param exc: a :class:`SchedulerError` raised from a :class:`~aiida_firecrest.errors.FirecrestError` (whose
+        ``status`` is the answer's), or from a pyfirecrest exception (whose ``responses`` hold the answers).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        status = getattr(current, 'status', None)
+        if isinstance(status, int):
+            return status
+        responses = getattr(current, 'responses', None)
+        if responses:
+            return int(responses[-1].status_code)
+        current = current.__cause__ or current.__context__
+    return None

@@ -1,0 +1,282 @@
+"""The scheduler against the local FirecREST server, with each job backend (local processes, and real Slurm where a
+controller answers): submit, poll, kill, failures, walltime, holds, and the number of requests each costs."""
+
+from __future__ import annotations
+
+import collections
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiida.common.datastructures import CodeRunMode
+from aiida.engine import CalcJob
+from aiida.schedulers.datastructures import JobInfo, JobState, JobTemplate, JobTemplateCodeInfo
+from aiida.schedulers.plugins.slurm import SlurmJobResource
+
+from aiida_firecrest import scheduler as scheduler_module
+from aiida_firecrest.scheduler import FirecrestScheduler
+from aiida_firecrest.server import LocalFirecrest
+
+LIST_JOBS = 'GET /compute/{system_name}/jobs'
+SUBMIT = 'POST /compute/{system_name}/jobs'
+POLL_INTERVAL = 0.5
+
+
+def settle() -> None:
+    """Let the server log the requests already answered.
+
+    The server logs a request once its answer is sent, which may be just after the client has read it.
+    """
+    time.sleep(0.2)
+
+
+def mark_now(server: LocalFirecrest) -> int:
+    """A mark in the server's request log after the requests answered so far."""
+    settle()
+    return server.request_log.mark()
+
+
+def counts(server: LocalFirecrest, mark: int) -> collections.Counter[str]:
+    """The requests per endpoint that the server answered since ``mark``."""
+    settle()
+    return server.request_log.counts(mark)
+
+
+def is_slurm(server: LocalFirecrest) -> bool:
+    return server.settings.scheduler == 'slurm'
+
+
+def upload_script(scheduler: FirecrestScheduler, workdir: Path, body: str, name: str = 'job', **fields: Any) -> str:
+    """Write the batch script of a job running ``body`` with aiida's template fields, upload it through the transport
+    into ``workdir``, and return its file name."""
+    values: dict[str, Any] = {
+        'job_name': name,
+        'sched_output_path': f'{name}.out',
+        'sched_error_path': f'{name}.err',
+        'job_resource': SlurmJobResource(num_machines=1, num_mpiprocs_per_machine=1),
+        'prepend_text': body,
+        **fields,
+    }
+    template = JobTemplate()
+    for key, value in values.items():
+        setattr(template, key, value)
+    template.codes_info = [JobTemplateCodeInfo(cmdline_params=['echo', 'code ran'])]
+    template.codes_run_mode = CodeRunMode.SERIAL
+    filename = f'{name}.sh'
+    with tempfile.TemporaryDirectory() as local:
+        path = Path(local) / filename
+        path.write_text(scheduler.get_submit_script(template))
+        scheduler.transport.putfile(str(path), str(workdir / filename))
+    return filename
+
+
+def submit(scheduler: FirecrestScheduler, workdir: Path, body: str, name: str = 'job', **fields: Any) -> str:
+    job_id = scheduler.submit_job(str(workdir), upload_script(scheduler, workdir, body, name, **fields))
+    assert isinstance(job_id, str), job_id
+    return job_id
+
+
+def poll(scheduler: FirecrestScheduler, job_id: str) -> JobInfo | None:
+    return scheduler.get_jobs(jobs=[job_id], as_dict=True).get(job_id)
+
+
+def wait_for(scheduler: FirecrestScheduler, job_id: str, states: set[JobState], timeout: float) -> JobInfo | None:
+    """Poll until the job reaches one of ``states`` (a job missing from the answer is done); return its last info."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = poll(scheduler, job_id)
+        state = JobState.DONE if info is None else info.job_state
+        if state in states:
+            return info
+        if time.monotonic() > deadline:
+            pytest.fail(f'job {job_id} still {state} after {timeout} s (wanted {states}): {info}')
+        time.sleep(POLL_INTERVAL)
+
+
+def done(scheduler: FirecrestScheduler, job_id: str, timeout: float = 120) -> JobInfo:
+    info = wait_for(scheduler, job_id, {JobState.DONE}, timeout)
+    assert info is not None, f'job {job_id} vanished from the answer instead of being reported done'
+    return info
+
+
+def test_submit_and_poll_until_done(
+    firecrest_scheduler: FirecrestScheduler, scheduler_server: LocalFirecrest, scheduler_workdir: Path
+) -> None:
+    mark = mark_now(scheduler_server)
+    job_id = submit(firecrest_scheduler, scheduler_workdir, 'echo hello from the job', name='ok')
+    assert counts(scheduler_server, mark)[SUBMIT] == 1
+
+    info = done(firecrest_scheduler, job_id)
+    assert info.job_id == job_id
+    assert info.job_substate == 'COMPLETED'
+    assert info.exit_status == 0
+    assert info.title == 'ok'
+    assert info.job_owner
+    assert info.dispatch_time is not None
+    assert info.dispatch_time.tzinfo is not None
+    assert info.finish_time >= info.dispatch_time
+    assert (scheduler_workdir / 'ok.out').read_text() == 'hello from the job\ncode ran\n'
+
+    # What the poll saw is all the retrieval needs: no request, even from a new scheduler (as the engine makes).
+    mark = mark_now(scheduler_server)
+    scheduler = FirecrestScheduler()
+    scheduler.set_transport(firecrest_scheduler.transport)
+    detailed = scheduler.get_detailed_job_info(job_id)
+    assert scheduler.parse_output(detailed, '', '') is None
+    assert counts(scheduler_server, mark) == collections.Counter()
+    assert detailed['retval'] == 0
+    assert detailed['job']['jobId'] == job_id
+
+
+def test_failed_job(
+    firecrest_scheduler: FirecrestScheduler, scheduler_server: LocalFirecrest, scheduler_workdir: Path
+) -> None:
+    job_id = submit(firecrest_scheduler, scheduler_workdir, 'echo failing >&2\nexit 3', name='fail')
+    info = done(firecrest_scheduler, job_id)
+    assert info.job_substate == 'FAILED'
+    assert info.exit_status == 3
+    detailed = firecrest_scheduler.get_detailed_job_info(job_id)
+    header, job_line = detailed['stdout'].splitlines()[:2]
+    fields = dict(zip(header.split('|'), job_line.split('|'), strict=True))
+    assert fields['State'] == 'FAILED'
+    assert fields['ExitCode'] == '3:0'
+    assert firecrest_scheduler.parse_output(detailed, '', 'failing\n') is None
+    assert (scheduler_workdir / 'fail.err').read_text() == 'failing\n'
+
+
+def test_kill(
+    firecrest_scheduler: FirecrestScheduler, scheduler_server: LocalFirecrest, scheduler_workdir: Path
+) -> None:
+    job_id = submit(firecrest_scheduler, scheduler_workdir, 'sleep 300', name='killme')
+    wait_for(firecrest_scheduler, job_id, {JobState.RUNNING}, timeout=60)
+    mark = mark_now(scheduler_server)
+    assert firecrest_scheduler.kill_job(job_id) is True
+    assert sum(counts(scheduler_server, mark).values()) == 1
+    info = done(firecrest_scheduler, job_id, timeout=60)
+    assert info.job_substate.startswith('CANCELLED')
+
+
+def test_kill_unknown_job(firecrest_scheduler: FirecrestScheduler) -> None:
+    assert firecrest_scheduler.kill_job('987654321') is False
+
+
+def test_walltime_exceeded(
+    firecrest_scheduler: FirecrestScheduler, scheduler_server: LocalFirecrest, scheduler_workdir: Path
+) -> None:
+    """A job past its ``#SBATCH --time`` ends TIMEOUT, and ``parse_output`` gives the walltime exit code."""
+    walltime = 60 if is_slurm(scheduler_server) else 2  # Slurm counts whole minutes
+    job_id = submit(firecrest_scheduler, scheduler_workdir, 'sleep 600', name='slow', max_wallclock_seconds=walltime)
+    info = done(firecrest_scheduler, job_id, timeout=walltime + 150)
+    assert info.job_substate == 'TIMEOUT'
+    assert info.requested_wallclock_time_seconds == walltime
+
+    mark = mark_now(scheduler_server)
+    scheduler = FirecrestScheduler()
+    scheduler.set_transport(firecrest_scheduler.transport)
+    detailed = scheduler.get_detailed_job_info(job_id)
+    exit_code = scheduler.parse_output(detailed, '', '')
+    assert exit_code == CalcJob.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME
+    assert counts(scheduler_server, mark) == collections.Counter()
+
+
+@pytest.mark.parametrize('hold', ['custom', 'submit_as_hold'])
+def test_held_job(
+    firecrest_scheduler: FirecrestScheduler, scheduler_server: LocalFirecrest, scheduler_workdir: Path, hold: str
+) -> None:
+    fields = {'custom_scheduler_commands': '#SBATCH --hold'} if hold == 'custom' else {'submit_as_hold': True}
+    job_id = submit(firecrest_scheduler, scheduler_workdir, 'echo should not run', name='held', **fields)
+    try:
+        info = wait_for(firecrest_scheduler, job_id, {JobState.QUEUED_HELD, JobState.RUNNING, JobState.DONE}, 60)
+        assert info is not None
+        assert info.job_state is JobState.QUEUED_HELD
+        assert info.annotation == 'JobHeldUser'
+        time.sleep(1)
+        info = poll(firecrest_scheduler, job_id)
+        assert info is not None
+        assert info.job_state is JobState.QUEUED_HELD
+    finally:
+        assert firecrest_scheduler.kill_job(job_id) is True
+    assert done(firecrest_scheduler, job_id, timeout=60).job_substate.startswith('CANCELLED')
+    assert (
+        not (scheduler_workdir / 'held.out').exists()
+        or 'should not run' not in (scheduler_workdir / 'held.out').read_text()
+    )
+
+
+def test_many_jobs_one_request_per_poll(
+    firecrest_scheduler: FirecrestScheduler, scheduler_server: LocalFirecrest, scheduler_workdir: Path
+) -> None:
+    """AiiDA asks about all the jobs of a computer at once: that is ONE request, however many jobs."""
+    filename = upload_script(firecrest_scheduler, scheduler_workdir, 'true', name='many')
+    mark = mark_now(scheduler_server)
+    job_ids = []
+    for _ in range(50):
+        job_id = firecrest_scheduler.submit_job(str(scheduler_workdir), filename)
+        assert isinstance(job_id, str)
+        job_ids.append(job_id)
+    assert counts(scheduler_server, mark) == collections.Counter({SUBMIT: 50})
+    assert len(set(job_ids)) == 50
+
+    polls = 0
+    mark = mark_now(scheduler_server)
+    deadline = time.monotonic() + 180
+    while True:
+        jobs = firecrest_scheduler.get_jobs(jobs=job_ids, as_dict=True)
+        polls += 1
+        assert counts(scheduler_server, mark) == collections.Counter({LIST_JOBS: polls})
+        if all(jobs.get(job_id) is None or jobs[job_id].job_state is JobState.DONE for job_id in job_ids):
+            break
+        assert time.monotonic() < deadline, 'the 50 jobs did not finish in time'
+        time.sleep(POLL_INTERVAL)
+
+    # Each finished job's detailed info comes from the polls: no request for the 50 of them.
+    mark = mark_now(scheduler_server)
+    scheduler = FirecrestScheduler()
+    scheduler.set_transport(firecrest_scheduler.transport)
+    for job_id in job_ids:
+        detailed = scheduler.get_detailed_job_info(job_id)
+        assert detailed['retval'] == 0
+        assert detailed['job']['status']['state'] == 'COMPLETED'
+    assert counts(scheduler_server, mark) == collections.Counter()
+
+
+def test_detailed_job_info_of_unpolled_job_is_one_request(
+    firecrest_scheduler: FirecrestScheduler, scheduler_server: LocalFirecrest, scheduler_workdir: Path
+) -> None:
+    job_id = submit(firecrest_scheduler, scheduler_workdir, 'true', name='unpolled')
+    done(firecrest_scheduler, job_id)
+    scheduler_module._RECORDS.clear()  # as in a new daemon worker
+
+    mark = mark_now(scheduler_server)
+    scheduler = FirecrestScheduler()
+    scheduler.set_transport(firecrest_scheduler.transport)
+    detailed = scheduler.get_detailed_job_info(job_id)
+    answered = counts(scheduler_server, mark)
+    assert sum(answered.values()) == 1, answered
+    (endpoint,) = answered
+    assert endpoint.startswith('GET /compute/{system_name}/jobs/')
+    assert detailed['retval'] == 0
+    assert detailed['job']['jobId'] == job_id
+
+
+def test_detailed_job_info_of_unknown_job(firecrest_scheduler: FirecrestScheduler) -> None:
+    detailed = firecrest_scheduler.get_detailed_job_info('987654321')
+    assert detailed['retval'] == 1
+    assert 'not found' in str(detailed['stderr']).lower()
+
+
+def test_submit_without_script_fails(
+    firecrest_scheduler: FirecrestScheduler, scheduler_server: LocalFirecrest, scheduler_workdir: Path
+) -> None:
+    """A script that is not there: Slurm's sbatch refuses it (SchedulerError), or the job fails at once."""
+    from aiida.schedulers import SchedulerError
+
+    try:
+        job_id = firecrest_scheduler.submit_job(str(scheduler_workdir), 'missing.sh')
+    except SchedulerError as exc:
+        assert 'missing.sh' in str(exc)
+    else:
+        assert isinstance(job_id, str)
+        assert done(firecrest_scheduler, job_id).job_state is JobState.DONE
