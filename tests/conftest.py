@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import uuid
@@ -27,6 +28,8 @@ from tests.openapi_contract import ResponseValidator
 pytest_plugins = ['aiida.tools.pytest_fixtures']
 
 REQUIRE_SLURM_ENV = 'FIRECREST_REQUIRE_SLURM'
+REQUIRE_RABBITMQ_ENV = 'FIRECREST_REQUIRE_RABBITMQ'
+RABBITMQ_ADDRESS = ('127.0.0.1', 5672)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,6 +58,37 @@ def require_slurm() -> None:
     if os.environ.get(REQUIRE_SLURM_ENV):
         pytest.fail(f'${REQUIRE_SLURM_ENV} is set but no Slurm controller answers (run .ci/setup-slurm.sh)')
     pytest.skip('no Slurm controller answers on this machine')
+
+
+def rabbitmq_available() -> bool:
+    """Whether a RabbitMQ broker listens on its default local port."""
+    try:
+        socket.create_connection(RABBITMQ_ADDRESS, timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(scope='session')
+def aiida_profile(aiida_config: Any, aiida_profile_factory: Any) -> Iterator[Any]:
+    """The session's AiiDA profile (SQLite), with the local RabbitMQ as its broker when one is running.
+
+    Overrides aiida-core's fixture of the same name, whose profile never has a broker, so that the daemon tests can run.
+    """
+    broker = 'core.rabbitmq' if rabbitmq_available() else None
+    aiida_config.set_option('warnings.rabbitmq_version', False)  # Debian's RabbitMQ 3.10, set up for AiiDA by .ci/
+    with aiida_profile_factory(aiida_config, broker_backend=broker) as profile:
+        yield profile
+
+
+@pytest.fixture
+def broker_profile(aiida_profile: Any) -> Any:
+    """The profile, if it has a broker: skips without RabbitMQ, or fails if ``$FIRECREST_REQUIRE_RABBITMQ`` is set."""
+    if aiida_profile.process_control_backend is None:
+        if os.environ.get(REQUIRE_RABBITMQ_ENV):
+            pytest.fail(f'${REQUIRE_RABBITMQ_ENV} is set but no RabbitMQ listens on {RABBITMQ_ADDRESS}')
+        pytest.skip('no RabbitMQ broker is running: the daemon needs one')
+    return aiida_profile
 
 
 @pytest.fixture(scope='session')

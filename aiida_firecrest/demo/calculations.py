@@ -47,7 +47,9 @@ class ScriptCalculation(CalcJob):
 
         calcinfo = CalcInfo()
         calcinfo.codes_info = [codeinfo]
-        calcinfo.local_copy_list = [(node.uuid, node.filename, node.filename) for node in self.inputs.files.values()]
+        calcinfo.local_copy_list = [
+            (node.uuid, node.filename, node.filename) for node in self.inputs.get('files', {}).values()
+        ]
         calcinfo.remote_copy_list = self._from_parent('remote_copy')
         calcinfo.remote_symlink_list = self._from_parent('remote_symlink')
         calcinfo.retrieve_list = [STDOUT_NAME, *self.inputs.get('retrieve', orm.List()).get_list()]
