@@ -52,6 +52,7 @@ def cli(ctx: click.Context, scheduler: str, workdir: Path | None, staged_size: i
     with tempfile.TemporaryDirectory(prefix='firecrest-demo-') as temporary:
         base = (workdir or Path(temporary)).resolve()
         os.environ['AIIDA_PATH'] = str(base / 'aiida')
+        (base / 'aiida' / '.aiida').mkdir(parents=True, exist_ok=True)
         from aiida_firecrest.demo.run import run_demo  # only now: AiiDA reads AIIDA_PATH when it is imported
 
         ok = run_demo(base, scheduler, staged_size)

@@ -1,0 +1,61 @@
+#!/usr/bin/env python
+"""FirecREST requests and wall time of ``ArithmeticAddCalculation`` CalcJobs run through the AiiDA engine.
+
+    python benchmarks/calcjob.py [--calcjobs N] [--scheduler local|slurm]
+
+Runs N CalcJobs one after the other on the local FirecREST server, in a throwaway profile, and prints the requests of
+each (counted by the server, token requests apart), how many of them were polls, and the wall time. aiida-firecrest
+1.0.0 made 39 requests for one such CalcJob against the real FirecREST v2 server.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+POLL = 'GET /compute/{system_name}/jobs'
+
+
+@click.command()
+@click.option('--calcjobs', type=int, default=5, show_default=True, help='How many CalcJobs to run.')
+@click.option('--scheduler', type=click.Choice(['local', 'slurm']), default='local', show_default=True)
+def main(calcjobs: int, scheduler: str) -> None:
+    """Print the FirecREST requests of each CalcJob."""
+    with tempfile.TemporaryDirectory(prefix='firecrest-benchmark-') as temporary:
+        base = Path(temporary)
+        os.environ['AIIDA_PATH'] = str(base / 'aiida')
+        (base / 'aiida' / '.aiida').mkdir(parents=True)
+        from aiida.engine import run_get_node
+
+        from aiida_firecrest.demo.run import create_throwaway_profile, set_up_computer, slurm_default_account
+        from aiida_firecrest.demo.steps import arithmetic_add
+        from aiida_firecrest.server import LocalFirecrest, ServerSettings
+        from aiida_firecrest.server.cli import write_private_text
+
+        (base / 'cluster').mkdir()
+        account = slurm_default_account() if scheduler == 'slurm' else None
+        settings = ServerSettings(roots=[base / 'cluster'], scheduler=scheduler, account=account)  # type: ignore[arg-type]
+        with LocalFirecrest(settings, staging=False) as server:
+            create_throwaway_profile('firecrest-benchmark')
+            client_config = server.client_config()
+            write_private_text(base / 'secret', client_config['client_secret'])
+            code = set_up_computer(client_config, base / 'secret', poll_interval=1.0)
+            click.echo(f'{"calcjob":>7} {"requests":>8} {"polls":>5} {"seconds":>8}')
+            for index in range(calcjobs):
+                mark = server.request_log.mark()
+                start = time.monotonic()
+                step = arithmetic_add(code, index, 1)
+                _, node = run_get_node(step.builder())
+                step.check(node)
+                counts = server.request_log.counts(mark)
+                click.echo(
+                    f'{index + 1:>7} {sum(counts.values()):>8} {counts[POLL]:>5} {time.monotonic() - start:>8.1f}'
+                )
+
+
+if __name__ == '__main__':
+    main()
