@@ -5,11 +5,14 @@ configured for the server under test (the client secret is written to an owner-o
 open it with ``async with transport:`` in async tests or ``with transport:`` in sync ones (sync use needs an AiiDA
 profile, whose runner loop drives the coroutines). ``transport_factory(kind, **overrides)`` does the same for
 ``'firecrest'`` and ``'core.local'``, for suites that compare the two. ``transport_scratch(kind)`` returns a fresh
-empty directory that the transport of that kind can use, removed afterwards.
+empty directory that the transport of that kind can use, removed afterwards. ``count_requests()`` counts the requests
+the local server answers during an ``async with`` block.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,8 +30,9 @@ TRANSPORT_KINDS = ('core.local', 'firecrest')
 """The transport kinds that ``transport_factory`` builds."""
 
 TEST_REQUESTS_PER_SECOND = 50.0
-"""The client-side request budget of test transports: above CSCS's 10/s so that the suite runs quickly against the
-local server (which does not throttle); pass ``requests_per_second=`` to test the real figure."""
+"""The client-side request budget of test transports: above CSCS's 10/s and without the per-minute limit, so that the
+suite runs quickly against the local server (which does not throttle); pass ``requests_per_second=`` and
+``requests_per_minute=`` to test the real figures."""
 
 
 @pytest.fixture(scope='session')
@@ -55,6 +59,7 @@ def firecrest_transport_params(firecrest_config: dict[str, Any], firecrest_secre
         'temp_directory': firecrest_config['temp_directory'],
         'billing_account': firecrest_config.get('billing_account') or '',
         'requests_per_second': TEST_REQUESTS_PER_SECOND,
+        'requests_per_minute': 0,
     }
 
 
@@ -109,3 +114,47 @@ def transport_scratch(firecrest_config: dict[str, Any], tmp_path: Path) -> Itera
     yield factory
     for path in created:
         shutil.rmtree(path, ignore_errors=True)
+
+
+async def settle(server: Any) -> None:
+    """Wait until the local server has logged the answers the client already received (it logs each one right after
+    sending it, so a count taken at once may miss the last)."""
+    seen = -1
+    while (now := server.request_log.mark()) != seen:
+        seen = now
+        await asyncio.sleep(0.05)
+
+
+class RequestCounter:
+    """``async with counter as counted:`` puts in ``counted.counts`` the requests per endpoint (e.g.
+    ``'GET /status/systems'``) that the local server answered during the block, token requests excluded;
+    ``counted.total`` is their sum."""
+
+    def __init__(self, server: Any) -> None:
+        self._server = server
+        self._mark = 0
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def all_requests(self) -> list[Any]:
+        """Every request of the block, token requests included."""
+        return self._server.request_log.since(self._mark, api_only=False)
+
+    async def __aenter__(self) -> RequestCounter:
+        await settle(self._server)
+        self._mark = self._server.request_log.mark()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await settle(self._server)
+        self.counts = self._server.request_log.counts(self._mark)
+
+
+@pytest.fixture
+def count_requests(local_server: Any) -> Callable[[], RequestCounter]:
+    """A factory of :class:`RequestCounter` for the local server: ``async with count_requests() as counted: ...``."""
+    return lambda: RequestCounter(local_server)

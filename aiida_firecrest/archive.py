@@ -1,0 +1,183 @@
+"""The local side of transfers: walking trees, hashing, links, and tar archives with an extraction that stays inside
+its target.
+
+Large trees travel as one archive per direction instead of one request per file. The functions here block (disk I/O,
+compression): call them through :func:`asyncio.to_thread`.
+
+An archive received from the server is untrusted: :func:`safe_extract` refuses, before writing it, every member with
+an absolute path, a ``..`` component, a path that would resolve outside the target (through a link extracted
+earlier or already there), a symbolic or hard link whose target lies outside, or a special file (device, FIFO). It
+uses tarfile's ``data`` filter where Python has it, plus its own check, so both must agree that a member is safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import stat
+import tarfile
+from pathlib import Path, PurePosixPath
+
+from .errors import UnsafeArchiveError
+
+__all__ = (
+    'create_archive',
+    'create_link_archive',
+    'make_link',
+    'safe_extract',
+    'set_mode_and_time',
+    'sha256_of',
+    'unlink_quietly',
+    'walk_tree',
+)
+
+
+def create_archive(source: str | Path, archive: str | Path, *, arcname: str, dereference: bool) -> None:
+    """Write a gzip-compressed tar archive of the directory ``source``, its members under ``arcname/``.
+
+    :param dereference: archive what links point to instead of the links.
+    """
+    with tarfile.open(archive, 'w:gz', dereference=dereference, compresslevel=6) as tar:
+        tar.add(str(source), arcname=arcname, recursive=True)
+
+
+def create_link_archive(archive: str | Path, *, name: str, target: str) -> None:
+    """Write a gzip-compressed tar archive holding only the symbolic link ``name`` to ``target`` (kept verbatim).
+
+    FirecREST's ``symlink`` takes absolute paths inside its file systems only; extracting this archive on the server
+    recreates any link, relative or dangling.
+    """
+    member = tarfile.TarInfo(name)
+    member.type = tarfile.SYMTYPE
+    member.linkname = target
+    member.mode = 0o777
+    with tarfile.open(archive, 'w:gz') as tar:
+        tar.addfile(member)
+
+
+def _strip(name: str, components: int) -> str:
+    parts = [part for part in PurePosixPath(name).parts if part != '.']
+    return posixpath.join(*parts[components:]) if len(parts) > components else ''
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + os.sep)
+
+
+def _check(member: tarfile.TarInfo, target: str) -> None:
+    """Raise :class:`UnsafeArchiveError` unless extracting ``member`` into ``target`` writes only inside it."""
+    name = member.name
+    if not name or name.startswith('/') or os.path.isabs(name):
+        raise UnsafeArchiveError(f'archive member {name!r} has an absolute path')
+    if '..' in PurePosixPath(name).parts:
+        raise UnsafeArchiveError(f'archive member {name!r} has a ".." component')
+    destination = os.path.realpath(os.path.join(target, name))
+    if not _inside(destination, target):
+        raise UnsafeArchiveError(f'archive member {name!r} would be written outside the target directory')
+    if member.issym():
+        if os.path.isabs(member.linkname):
+            raise UnsafeArchiveError(f'archive link {name!r} points to the absolute path {member.linkname!r}')
+        pointed = os.path.realpath(os.path.join(os.path.dirname(os.path.join(target, name)), member.linkname))
+        if not _inside(pointed, target):
+            raise UnsafeArchiveError(f'archive link {name!r} points outside the target directory')
+    elif member.islnk():
+        pointed = os.path.realpath(os.path.join(target, member.linkname))
+        if os.path.isabs(member.linkname) or not _inside(pointed, target):
+            raise UnsafeArchiveError(f'archive hard link {name!r} points outside the target directory')
+    elif not (member.isfile() or member.isdir()):
+        raise UnsafeArchiveError(f'archive member {name!r} is a special file')
+
+
+def safe_extract(
+    archive: str | Path, target: str | Path, *, strip_components: int = 0, skip_symlinks: bool = False
+) -> None:
+    """Extract the tar archive ``archive`` (any compression) into the existing directory ``target``, safely.
+
+    :param strip_components: drop this many leading components of every member name (``./`` not counted), as
+        ``tar --strip-components``; members left with no name are skipped.
+    :param skip_symlinks: extract no symbolic links at all (the caller recreates them once extraction is over, when
+        nothing can be written through them any more).
+    :raises UnsafeArchiveError: at the first unsafe member; the members before it are extracted, none after it.
+    """
+    root = os.path.realpath(target)
+    has_data_filter = hasattr(tarfile, 'data_filter')
+    with tarfile.open(archive, 'r:*') as tar:
+        for original in tar:
+            member = original
+            if skip_symlinks and original.issym():
+                continue
+            if strip_components:
+                name = _strip(original.name, strip_components)
+                if not name:
+                    continue
+                linkname = _strip(original.linkname, strip_components) if original.islnk() else original.linkname
+                member = _renamed(original, name, linkname)
+            _check(member, root)
+            if has_data_filter:
+                try:
+                    tar.extract(member, root, set_attrs=True, filter='data')
+                except tarfile.FilterError as exc:
+                    raise UnsafeArchiveError(f'archive member {member.name!r} refused: {exc}') from exc
+            else:  # pragma: no cover - Python without extraction filters; our own check stands alone
+                tar.extract(member, root, set_attrs=True)
+
+
+def _renamed(member: tarfile.TarInfo, name: str, linkname: str) -> tarfile.TarInfo:
+    """Return a copy of ``member`` with another name (and link name)."""
+    if hasattr(member, 'replace'):
+        return member.replace(name=name, linkname=linkname, deep=False)
+    import copy  # pragma: no cover - Python without TarInfo.replace
+
+    clone = copy.copy(member)  # pragma: no cover
+    clone.name, clone.linkname = name, linkname  # pragma: no cover
+    return clone  # pragma: no cover
+
+
+def sha256_of(path: str) -> str:
+    """Return the hexadecimal SHA-256 of a local file."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def unlink_quietly(path: str) -> None:
+    """Remove a local file if it exists."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def make_link(target: str, path: str) -> None:
+    """Create (or replace) the local link ``path`` to ``target``."""
+    if os.path.lexists(path):
+        os.unlink(path)
+    os.symlink(target, path)
+
+
+def set_mode_and_time(path: str, mode: int, mtime: float) -> None:
+    """Set the permissions and modification time of a local file."""
+    os.chmod(path, stat.S_IMODE(mode))
+    os.utime(path, (mtime, mtime))
+
+
+def walk_tree(root: str, dereference: bool) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """Return the directories, files and (unless ``dereference``) links below ``root``, relative to it."""
+    directories: list[str] = []
+    files: list[str] = []
+    links: list[tuple[str, str]] = []
+    for current, dirnames, filenames in os.walk(root, followlinks=dereference):
+        relative = os.path.relpath(current, root)
+        for name in [*dirnames, *filenames]:
+            path = os.path.join(current, name)
+            rel = name if relative == '.' else os.path.join(relative, name)
+            if not dereference and os.path.islink(path):
+                links.append((rel, os.readlink(path)))
+            elif os.path.isdir(path):
+                directories.append(rel)
+            elif os.path.isfile(path):
+                files.append(rel)
+    return directories, files, links

@@ -1,0 +1,338 @@
+"""pyfirecrest's async client as the transport needs it, and the process-wide cache of facts about a server.
+
+:class:`FirecrestClient` subclasses :class:`firecrest.v2.AsyncFirecrest` and changes only what the plugin needs:
+
+* its httpx session always has timeouts, and its request hooks pace the requests to the FirecREST API (not those to
+  the S3 presigned URLs of staged transfers) with the process-wide :class:`~aiida_firecrest.ratelimit.RequestBudget`,
+  and hold every request back after a 429 for its ``Retry-After``;
+* a 429 is retried a bounded number of times (pyfirecrest retries forever by default);
+* a 401 is retried once with a fresh token (the token may have been revoked or the clock skewed);
+* an idempotent GET is retried a bounded number of times after a 502/503/504 or a dropped connection;
+* :meth:`FirecrestClient.download_direct` downloads a small file in ONE request. pyfirecrest's ``download`` always
+  ``stat`` s the file first to choose between the direct and the staged path; the transport usually knows the size
+  already (from a listing) or can simply try, since the server answers 413 above its limit. It uses the client's
+  ``_get_request``/``_check_response``, so retries, tracing headers and authentication stay pyfirecrest's.
+
+:data:`FACTS` caches what does not change while a process runs (a system's description from ``/status/systems``, the
+user name): the engine creates a new transport for every open/close cycle, and they must not ask again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import ssl
+import stat
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+from firecrest.utilities import parse_retry_after
+from firecrest.v2 import AsyncFirecrest
+
+from .errors import error_from_answer
+from .ratelimit import LoopLocalLock, RequestBudget
+
+__all__ = ('FACTS', 'FactsCache', 'FirecrestClient', 'attributes_of_entry', 'attributes_of_stat', 'ssl_context')
+
+LOGGER = logging.getLogger(__name__)
+
+T = TypeVar('T')
+
+DEFAULT_RATE_LIMIT_RETRIES = 3
+"""How often a 429 is retried (honouring ``Retry-After``) before the error reaches the caller."""
+
+TRANSIENT_RETRIES = 2
+"""How often an idempotent GET is retried after a 502/503/504 or a dropped connection."""
+
+TRANSIENT_STATUSES = frozenset({502, 503, 504})
+
+PYFIRECREST_DIRECT_LIMIT = AsyncFirecrest.MAX_DIRECT_UPLOAD_SIZE
+"""pyfirecrest's hard-coded direct-transfer limit (1 MiB): files below it are sent directly without asking the server
+for its limit (no FirecREST deployment has a lower one; a 413 would reveal it anyway)."""
+
+_ssl_context: ssl.SSLContext | None = None
+_ssl_lock = threading.Lock()
+
+
+async def ssl_context() -> ssl.SSLContext:
+    """Return the process-wide TLS context of the plugin's HTTP clients, created once in a worker thread.
+
+    Creating one loads the CA bundle from disk, which would block the event loop (httpx does it in every client's
+    constructor unless given a context).
+    """
+    global _ssl_context  # noqa: PLW0603
+    if _ssl_context is None:
+        context = await asyncio.to_thread(httpx.create_ssl_context)
+        with _ssl_lock:
+            if _ssl_context is None:
+                _ssl_context = context
+    return _ssl_context
+
+
+class FirecrestClient(AsyncFirecrest):
+    """pyfirecrest's :class:`~firecrest.v2.AsyncFirecrest` with timeouts, pacing, bounded retries and a one-request
+    download (see the module docstring).
+
+    Creating one makes no request and does no blocking I/O when ``verify`` is an :class:`ssl.SSLContext`.
+
+    :param url: the FirecREST URL.
+    :param authorization: an object with an ``auth_headers()`` coroutine and, optionally, ``invalidate(token)``.
+    :param budget: the request budget shared by all clients of this identity.
+    :param timeout: the HTTP timeout of every request, in seconds.
+    :param verify: the TLS context (or False to skip verification).
+    :param rate_limit_retries: how often a 429 is retried.
+    :param http_transport: the httpx transport (tests pass an :class:`httpx.MockTransport`).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        authorization: Any,
+        *,
+        budget: RequestBudget,
+        timeout: float,
+        verify: ssl.SSLContext | bool,
+        rate_limit_retries: int = DEFAULT_RATE_LIMIT_RETRIES,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._budget = budget
+        self._http_transport = http_transport
+        self._http_timeout = httpx.Timeout(timeout)
+        super().__init__(url, authorization=authorization, verify=verify)
+        self.timeout = timeout
+        self.num_retries_rate_limit = rate_limit_retries
+        self._session = self._new_session()
+
+    def _new_session(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            verify=self._verify,
+            timeout=self._http_timeout,
+            transport=self._http_transport,
+            event_hooks={'request': [self._before_request], 'response': [self._after_response]},
+        )
+
+    async def create_new_session(self) -> None:
+        """Replace the httpx session by a new one with the same timeouts and hooks."""
+        if not self._session.is_closed:
+            await self._session.aclose()
+        self._session = self._new_session()
+
+    def is_api_url(self, url: httpx.URL | str) -> bool:
+        """Whether ``url`` is an API URL of this server (not, e.g., an S3 presigned URL of a staged transfer)."""
+        return str(url).startswith(f'{self._firecrest_url}/')
+
+    async def _before_request(self, request: httpx.Request) -> None:
+        """The request hook: give unset timeouts a value and wait for the budget (API requests only)."""
+        timeout = request.extensions.get('timeout')
+        if not timeout or all(value is None for value in timeout.values()):
+            # pyfirecrest passes ``timeout=None`` for S3 part uploads: never wait forever
+            request.extensions['timeout'] = self._http_timeout.as_dict()
+        if self.is_api_url(request.url):
+            await self._budget.acquire()
+
+    async def _after_response(self, response: httpx.Response) -> None:
+        """The response hook: after a 429, hold back all requests of this identity for ``Retry-After``."""
+        if response.status_code == self.TOO_MANY_REQUESTS_CODE and self.is_api_url(response.request.url):
+            retry_after = response.headers.get('Retry-After', response.headers.get('RateLimit-Reset', '1'))
+            self._budget.pause(parse_retry_after(retry_after, self.log))
+
+    async def _send(
+        self, send: Callable[..., Awaitable[httpx.Response]], *args: Any, idempotent: bool
+    ) -> httpx.Response:
+        """Send with pyfirecrest's ``send`` (which retries 429), retrying once after 401 and transient failures."""
+        transient = 0
+        refreshed = False
+        while True:
+            try:
+                response = await send(*args)
+            except httpx.TransportError as exc:
+                if not idempotent or transient >= TRANSIENT_RETRIES or isinstance(exc, httpx.TimeoutException):
+                    raise
+                transient += 1
+                LOGGER.debug('retrying a GET after %s', type(exc).__name__)
+                await asyncio.sleep(0.5 * 2**transient)
+                continue
+            if response.status_code == 401 and not refreshed and hasattr(self._authorization, 'invalidate'):
+                refreshed = True
+                used = response.request.headers.get('Authorization', '').removeprefix('Bearer ')
+                self._authorization.invalidate(used)
+                continue
+            if idempotent and response.status_code in TRANSIENT_STATUSES and transient < TRANSIENT_RETRIES:
+                transient += 1
+                LOGGER.debug('retrying a GET after HTTP %s', response.status_code)
+                await asyncio.sleep(0.5 * 2**transient)
+                continue
+            return response
+
+    async def _get_request(self, endpoint: str, additional_headers: Any = None, params: Any = None) -> httpx.Response:
+        return await self._send(super()._get_request, endpoint, additional_headers, params, idempotent=True)
+
+    async def _post_request(
+        self,
+        endpoint: str,
+        additional_headers: Any = None,
+        params: Any = None,
+        data: Any = None,
+        files: Any = None,
+        json_data: Any = None,
+    ) -> httpx.Response:
+        send = super()._post_request
+        return await self._send(send, endpoint, additional_headers, params, data, files, json_data, idempotent=False)
+
+    async def _put_request(
+        self, endpoint: str, additional_headers: Any = None, data: Any = None, json_data: Any = None
+    ) -> httpx.Response:
+        return await self._send(super()._put_request, endpoint, additional_headers, data, json_data, idempotent=False)
+
+    async def _delete_request(
+        self, endpoint: str, additional_headers: Any = None, params: Any = None, data: Any = None
+    ) -> httpx.Response:
+        return await self._send(super()._delete_request, endpoint, additional_headers, params, data, idempotent=False)
+
+    async def download_direct(self, system_name: str, path: str) -> bytes:
+        """Return the contents of a file below the direct-transfer limit, in one request (no ``stat`` first).
+
+        :param system_name: the system.
+        :param path: the absolute path of the file.
+        :raises firecrest.FirecrestException: on any answer but 200 (413 above the direct limit, 400 for a
+            directory, 404 for a missing path); the caller translates it.
+        :calls: GET ``/filesystem/{system_name}/ops/download``
+        """
+        response = await self._get_request(endpoint=f'/filesystem/{system_name}/ops/download', params={'path': path})
+        self._check_response(response, 200, return_json=False)
+        return response.content
+
+    async def wait_for_transfer(self, job_info: dict[str, Any], path: str | None = None) -> None:
+        """Wait for a transfer job (of ``cp``, ``mv``...) to end; if it failed, raise what its error log says.
+
+        pyfirecrest only reports that a transfer job failed; the error log of the job holds the command's message
+        (``cp: cannot create regular file '...': No such file or directory``), which
+        :func:`~aiida_firecrest.errors.error_from_answer` turns into the matching exception.
+
+        :param job_info: the answer of the request that started the job.
+        :param path: the path the job is about, for the exception.
+        :raises FirecrestError: the translated failure of the job.
+        """
+        from firecrest.FirecrestException import TransferJobFailedException
+
+        try:
+            await self._wait_for_transfer_job(job_info)
+        except TransferJobFailedException as exc:
+            log = await self._error_log(job_info)
+            raise error_from_answer(400, f'the transfer job failed: {log or "no error log"}', path) from exc
+
+    async def _error_log(self, job_info: dict[str, Any]) -> str:
+        try:
+            job = job_info['transferJob']
+            return str(await self.view(job['system'], job['logs']['errorLog'])).strip()[-2000:]
+        except Exception:  # the log is a courtesy: its absence must not hide the failure
+            return ''
+
+
+class FactsCache:
+    """Answers that do not change while the process runs, each fetched at most once per event loop at a time.
+
+    Keys are tuples such as ``('systems', url, client_id, system)``; a value is fetched by the first caller and shared
+    by all later ones (concurrent callers on one loop wait for the first). Each key has its own lock, so that fetching
+    one value may use another.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[str, ...], Any] = {}
+        self._locks: dict[tuple[str, ...], LoopLocalLock] = {}
+        self._guard = threading.Lock()
+
+    def peek(self, key: tuple[str, ...]) -> Any:
+        """Return the cached value of ``key``, or None."""
+        with self._guard:
+            return self._values.get(key)
+
+    async def get(self, key: tuple[str, ...], fetch: Callable[[], Awaitable[T]]) -> T:
+        """Return the value of ``key``, calling ``fetch`` if it is not cached yet."""
+        value = self.peek(key)
+        if value is not None:
+            return value
+        with self._guard:
+            lock = self._locks.setdefault(key, LoopLocalLock())
+        async with lock:
+            value = self.peek(key)
+            if value is None:
+                value = await fetch()
+                with self._guard:
+                    self._values[key] = value
+        return value
+
+    def clear(self) -> None:
+        """Forget everything (for tests)."""
+        with self._guard:
+            self._values.clear()
+
+
+FACTS = FactsCache()
+"""The process-wide cache of server facts."""
+
+
+_TYPE_BITS = {'d': stat.S_IFDIR, '-': stat.S_IFREG, 'l': stat.S_IFLNK, 'b': stat.S_IFBLK, 'c': stat.S_IFCHR}
+_TYPE_BITS |= {'p': stat.S_IFIFO, 's': stat.S_IFSOCK}
+
+
+def mode_of_entry(entry: dict[str, Any]) -> int:
+    """Return the ``st_mode`` of an ``ls`` entry, from its ``type`` and ``permissions`` (e.g. ``rwsr-x--T``)."""
+    permissions = str(entry.get('permissions') or '---------').ljust(9, '-')
+    mode = _TYPE_BITS.get(str(entry.get('type')), stat.S_IFREG)
+    for index, char in enumerate(permissions[:9]):
+        if char not in '-ST':
+            mode |= 0o400 >> index
+    special = {2: (stat.S_ISUID, 's', 'S'), 5: (stat.S_ISGID, 's', 'S'), 8: (stat.S_ISVTX, 't', 'T')}
+    for index, (bit, with_x, without_x) in special.items():
+        if permissions[index] in (with_x, without_x):
+            mode |= bit
+    return mode
+
+
+def _timestamp(text: Any) -> float:
+    try:
+        moment = datetime.datetime.fromisoformat(str(text).replace('Z', '+00:00'))
+    except ValueError:
+        return 0.0
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # ``ls`` prints the server's local time; assume ours
+    return moment.timestamp()
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(str(value).split(',')[0])
+    except ValueError:
+        return 0
+
+
+def attributes_of_entry(entry: dict[str, Any]) -> Any:
+    """Return the :class:`~aiida.transports.util.FileAttribute` of an ``ls`` entry listed with ``numericUid``.
+
+    ``ls`` gives no access time: ``st_atime`` is the modification time.
+    """
+    from aiida.transports.util import FileAttribute
+
+    attributes = FileAttribute()
+    mtime = _timestamp(entry.get('lastModified'))
+    attributes['st_size'] = _int(entry.get('size'))
+    attributes['st_uid'] = _int(entry.get('user'))
+    attributes['st_gid'] = _int(entry.get('group'))
+    attributes['st_mode'] = mode_of_entry(entry)
+    attributes['st_atime'] = mtime
+    attributes['st_mtime'] = mtime
+    return attributes
+
+
+def attributes_of_stat(answer: dict[str, Any]) -> Any:
+    """Return the :class:`~aiida.transports.util.FileAttribute` of a ``stat`` answer."""
+    from aiida.transports.util import FileAttribute
+
+    attributes = FileAttribute()
+    for key in ('size', 'uid', 'gid', 'mode', 'atime', 'mtime'):
+        attributes[f'st_{key}'] = int(answer.get(key) or 0)
+    return attributes

@@ -1,0 +1,178 @@
+"""The one mapping from FirecREST answers to exceptions, and the exception tree of the package."""
+
+from __future__ import annotations
+
+import errno
+import inspect
+import os
+
+import httpx
+import pytest
+from firecrest.FirecrestException import (
+    MultipartUploadException,
+    TransferJobFailedException,
+    TransferJobTimeoutException,
+    UnexpectedStatusException,
+)
+
+from aiida_firecrest import errors
+from aiida_firecrest.errors import (
+    AccessDeniedError,
+    DirectTransferTooLargeError,
+    FirecrestApiError,
+    FirecrestAuthenticationError,
+    FirecrestConnectionError,
+    FirecrestError,
+    FirecrestTimeoutError,
+    PathExistsError,
+    PathIsADirectoryError,
+    PathNotADirectoryError,
+    PathNotFoundError,
+    RateLimitedError,
+    TransferFailedError,
+    error_from_answer,
+    error_from_response,
+    translate_errors,
+)
+
+REMOTE_FAILURE = 'Remote process failed with exit status:1 and error message:{}'
+
+
+def test_every_exception_of_the_package_derives_from_the_root() -> None:
+    classes = [value for value in vars(errors).values() if inspect.isclass(value) and issubclass(value, BaseException)]
+    ours = [cls for cls in classes if cls.__module__ == errors.__name__]
+    assert len(ours) >= 15
+    assert all(issubclass(cls, FirecrestError) for cls in ours)
+    assert issubclass(FirecrestError, OSError)
+
+
+def test_all_lists_every_public_name() -> None:
+    public = {
+        name
+        for name, value in vars(errors).items()
+        if not name.startswith('_') and getattr(value, '__module__', None) == errors.__name__
+    }
+    assert public <= set(errors.__all__)
+
+
+@pytest.mark.parametrize(
+    ('code', 'cls', 'builtin'),
+    [
+        (errno.ENOENT, PathNotFoundError, FileNotFoundError),
+        (errno.EEXIST, PathExistsError, FileExistsError),
+        (errno.EISDIR, PathIsADirectoryError, IsADirectoryError),
+        (errno.ENOTDIR, PathNotADirectoryError, NotADirectoryError),
+        (errno.EACCES, AccessDeniedError, PermissionError),
+        (errno.EPERM, AccessDeniedError, PermissionError),
+    ],
+)
+def test_strerror_in_the_message_decides(code: int, cls: type, builtin: type) -> None:
+    """The coreutils message of the remote command gives the errno, whatever the status (mkdir: 400 'File exists')."""
+    message = REMOTE_FAILURE.format(f"mkdir: cannot create directory '/x': {os.strerror(code)}")
+    for status in (400, 403, 404, 500):
+        exc = error_from_answer(status, message, '/x')
+        assert type(exc) is cls
+        assert isinstance(exc, builtin)
+        assert exc.errno == code
+        assert exc.filename == '/x'
+        assert exc.status == status
+        assert os.strerror(code) in str(exc)
+
+
+def test_directory_not_empty_keeps_its_errno() -> None:
+    exc = error_from_answer(400, REMOTE_FAILURE.format("rmdir: failed to remove '/d': Directory not empty"), '/d')
+    assert type(exc) is FirecrestApiError
+    assert exc.errno == errno.ENOTEMPTY
+
+
+@pytest.mark.parametrize(
+    ('status', 'cls', 'builtin'),
+    [
+        (401, FirecrestAuthenticationError, PermissionError),
+        (403, AccessDeniedError, PermissionError),
+        (404, PathNotFoundError, FileNotFoundError),
+        (408, FirecrestTimeoutError, TimeoutError),
+        (413, DirectTransferTooLargeError, OSError),
+        (429, RateLimitedError, OSError),
+        (504, FirecrestTimeoutError, TimeoutError),
+    ],
+)
+def test_status_decides_without_errno(status: int, cls: type, builtin: type) -> None:
+    exc = error_from_answer(status, 'Something happened.')
+    assert type(exc) is cls
+    assert isinstance(exc, builtin)
+    assert exc.status == status
+
+
+@pytest.mark.parametrize('status', [401, 413, 429])
+def test_some_statuses_ignore_the_message(status: int) -> None:
+    """A 413 stays the internal 'too large' signal even if the message happens to name a file error."""
+    exc = error_from_answer(status, 'No such file or directory')
+    assert type(exc) is error_from_answer(status, '').__class__
+
+
+@pytest.mark.parametrize('status', range(400, 600))
+def test_no_status_is_unmapped(status: int) -> None:
+    """Every error status becomes an exception of the tree, an OSError (what AiiDA's engine handles)."""
+    exc = error_from_answer(status, 'message')
+    assert isinstance(exc, FirecrestError)
+    assert isinstance(exc, OSError)
+
+
+def _response(status: int, body: object = None, text: str | None = None) -> httpx.Response:
+    request = httpx.Request('GET', 'http://firecrest.test/filesystem/cluster/ops/ls')
+    if text is not None:
+        return httpx.Response(status, text=text, request=request)
+    return httpx.Response(status, json=body, request=request)
+
+
+def test_error_from_response_reads_the_envelope() -> None:
+    body = {'errorType': 'error', 'message': REMOTE_FAILURE.format('ls: No such file or directory'), 'user': 'me'}
+    exc = error_from_response(_response(404, body), '/p')
+    assert isinstance(exc, PathNotFoundError)
+    assert 'ls: No such file or directory' in str(exc)
+
+
+def test_error_from_response_without_json() -> None:
+    exc = error_from_response(_response(502, text='<html>Bad gateway</html>'))
+    assert isinstance(exc, FirecrestApiError)
+    assert 'Bad gateway' in str(exc)
+
+
+def test_translate_pyfirecrest_status_errors() -> None:
+    body = {'message': 'File to upload is too large.'}
+    with pytest.raises(DirectTransferTooLargeError) as info, translate_errors('/big'):
+        raise UnexpectedStatusException([_response(413, body)], 204)
+    assert isinstance(info.value.__cause__, UnexpectedStatusException)
+
+
+def test_translate_transfer_job_errors_hides_the_transfer_info() -> None:
+    info = {'transferJob': {'jobId': 7}, 'partsUploadUrls': ['https://s3.test/x?X-Amz-Signature=secret']}
+    with pytest.raises(TransferFailedError) as failed, translate_errors('/f'):
+        raise MultipartUploadException(info, 'part failed')
+    assert 'X-Amz-Signature' not in str(failed.value)
+    with pytest.raises(TransferFailedError), translate_errors('/f'):
+        raise TransferJobFailedException(info)
+    with pytest.raises(FirecrestTimeoutError), translate_errors('/f'):
+        raise TransferJobTimeoutException(info)
+
+
+@pytest.mark.parametrize(
+    ('exc', 'cls'),
+    [
+        (httpx.ConnectError('refused'), FirecrestConnectionError),
+        (httpx.RemoteProtocolError('dropped'), FirecrestConnectionError),
+        (httpx.ReadTimeout('slow'), FirecrestTimeoutError),
+    ],
+)
+def test_translate_httpx_errors(exc: Exception, cls: type) -> None:
+    with pytest.raises(cls) as info, translate_errors():
+        raise exc
+    assert info.value.__cause__ is exc
+
+
+def test_translate_passes_our_own_and_foreign_errors() -> None:
+    with pytest.raises(PathExistsError), translate_errors():
+        raise PathExistsError(errno.EEXIST, 'File exists', '/x')
+    with pytest.raises(KeyError), translate_errors():
+        raise KeyError('not ours to translate')

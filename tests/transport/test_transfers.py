@@ -1,0 +1,381 @@
+"""Transfers of files and trees: both sides of the direct-transfer limit, staged transfers with their checksum, the
+archive path of trees, and the safety of extracting an archive."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiida_firecrest.archive import safe_extract
+from aiida_firecrest.client import FACTS
+from aiida_firecrest.errors import ChecksumMismatchError, FirecrestApiError, UnsafeArchiveError
+from tests.transport.conftest import settle
+from tests.transport.contract_helpers import DIR, Entry, Link, build_tree, snapshot
+
+pytestmark = pytest.mark.usefixtures('local_server')
+
+MiB = 1024 * 1024
+
+UPLOAD_DIRECT = 'POST /filesystem/{system_name}/ops/upload'
+UPLOAD_STAGED = 'POST /filesystem/{system_name}/transfer/upload'
+DOWNLOAD_DIRECT = 'GET /filesystem/{system_name}/ops/download'
+DOWNLOAD_STAGED = 'POST /filesystem/{system_name}/transfer/download'
+CHECKSUM = 'GET /filesystem/{system_name}/ops/checksum'
+SYSTEMS = 'GET /status/systems'
+
+
+async def _counts(server: Any, mark: int) -> Any:
+    await settle(server)
+    return server.request_log.counts(mark)
+
+
+def random_file(path: Path, size: int) -> str:
+    """Write ``size`` random bytes to ``path``; return their SHA-256."""
+    data = os.urandom(size)
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def remote(transport_scratch: Callable[[str], Path]) -> Path:
+    return transport_scratch('firecrest')
+
+
+@pytest.fixture
+def limit(local_server: Any) -> int:
+    return int(local_server.settings.max_ops_file_size)
+
+
+@pytest.mark.parametrize('offset', [-1, 0])
+async def test_file_up_to_the_limit_goes_direct(
+    firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path, limit: int, offset: int
+) -> None:
+    """Below the server's limit (5 MiB, not pyfirecrest's 1 MiB) a file is one request each way, no checksum."""
+    digest = random_file(tmp_path / 'f.bin', limit + offset - 1)
+    async with firecrest_transport() as transport:
+        await transport.whoami_async()
+        mark = local_server.request_log.mark()
+        await transport.put_async(tmp_path / 'f.bin', remote / 'f.bin')
+        put = await _counts(local_server, mark)
+        mark = local_server.request_log.mark()
+        await transport.get_async(remote / 'f.bin', tmp_path / 'back.bin')
+        get = await _counts(local_server, mark)
+    assert sha256(remote / 'f.bin') == sha256(tmp_path / 'back.bin') == digest
+    assert put[UPLOAD_DIRECT] == 1 and put[UPLOAD_STAGED] == 0 and put[CHECKSUM] == 0
+    assert get == {DOWNLOAD_DIRECT: 1}
+
+
+async def test_file_above_the_limit_is_staged_and_checked(
+    firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path, limit: int
+) -> None:
+    digest = random_file(tmp_path / 'f.bin', limit + 1)
+    async with firecrest_transport() as transport:
+        mark = local_server.request_log.mark()
+        await transport.put_async(tmp_path / 'f.bin', remote / 'f.bin')
+        put = await _counts(local_server, mark)
+        mark = local_server.request_log.mark()
+        await transport.get_async(remote / 'f.bin', tmp_path / 'back.bin')
+        get = await _counts(local_server, mark)
+    assert sha256(remote / 'f.bin') == sha256(tmp_path / 'back.bin') == digest
+    assert put[UPLOAD_DIRECT] == 0 and put[UPLOAD_STAGED] == 1 and put[CHECKSUM] == 1
+    # the size is unknown to ``get``: one direct attempt answered 413, then the staged path
+    assert get[DOWNLOAD_DIRECT] == 1 and get[DOWNLOAD_STAGED] == 1 and get[CHECKSUM] == 1
+
+
+async def test_staged_20_mb_file_round_trip(
+    firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path
+) -> None:
+    digest = random_file(tmp_path / 'big.bin', 20 * 1000 * 1000)
+    async with firecrest_transport() as transport:
+        mark = local_server.request_log.mark()
+        await transport.putfile_async(tmp_path / 'big.bin', remote / 'big.bin')
+        await transport.getfile_async(remote / 'big.bin', tmp_path / 'back.bin')
+        counts = await _counts(local_server, mark)
+    assert sha256(remote / 'big.bin') == digest
+    assert sha256(tmp_path / 'back.bin') == digest
+    assert counts[UPLOAD_STAGED] == counts[DOWNLOAD_STAGED] == 1
+    assert counts[CHECKSUM] == 2
+
+
+async def test_a_listed_size_skips_the_direct_attempt(
+    firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path, limit: int
+) -> None:
+    """In a tree fetched file by file, the listing told the sizes: a large file goes straight to the staged path."""
+    build_tree(remote, {'tree/small.txt': 'small'})
+    digest = random_file(remote / 'tree' / 'large.bin', limit + 10)
+    async with firecrest_transport() as transport:
+        mark = local_server.request_log.mark()
+        await transport.gettree_async(remote / 'tree', tmp_path / 'tree')
+        counts = await _counts(local_server, mark)
+    assert sha256(tmp_path / 'tree' / 'large.bin') == digest
+    assert counts[DOWNLOAD_DIRECT] == 1  # small.txt only
+    assert counts[DOWNLOAD_STAGED] == 1
+
+
+async def test_max_direct_size_option_replaces_the_server_limit(
+    firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path
+) -> None:
+    digest = random_file(tmp_path / 'f.bin', 3000)
+    async with firecrest_transport(max_direct_size=1000) as transport:
+        mark = local_server.request_log.mark()
+        await transport.put_async(tmp_path / 'f.bin', remote / 'f.bin')
+        counts = await _counts(local_server, mark)
+    assert sha256(remote / 'f.bin') == digest
+    assert counts[UPLOAD_STAGED] == 1 and counts[UPLOAD_DIRECT] == 0 and counts[SYSTEMS] == 0
+
+
+async def test_413_falls_back_to_the_staged_path(
+    firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path, limit: int
+) -> None:
+    """A ``max_direct_size`` above the server's limit: the server answers 413 and the transfer goes staged."""
+    FACTS.clear()
+    digest = random_file(tmp_path / 'f.bin', limit + 100)
+    async with firecrest_transport(max_direct_size=4 * limit) as transport:
+        mark = local_server.request_log.mark()
+        await transport.put_async(tmp_path / 'f.bin', remote / 'f.bin')
+        counts = await _counts(local_server, mark)
+    assert sha256(remote / 'f.bin') == digest
+    assert counts[UPLOAD_DIRECT] == 1 and counts[SYSTEMS] == 1 and counts[UPLOAD_STAGED] == 1
+
+
+async def test_checksum_mismatch_is_an_error(
+    firecrest_transport: Any, remote: Path, tmp_path: Path, limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    random_file(tmp_path / 'f.bin', limit + 1)
+    async with firecrest_transport() as transport:
+
+        async def corrupted(system: str, path: str) -> dict[str, str]:
+            return {'algorithm': 'SHA256', 'checksum': '0' * 64}
+
+        monkeypatch.setattr(transport.client, 'checksum', corrupted)
+        with pytest.raises(ChecksumMismatchError, match='differs'):
+            await transport.put_async(tmp_path / 'f.bin', remote / 'f.bin')
+
+
+# --- trees ----------------------------------------------------------------------------------------------------------
+
+BIG_TREE: dict[str, Entry] = {
+    **{f'sub{index % 4}/deep/file{index}.txt': f'content {index}' for index in range(40)},
+    'empty': DIR,
+    '.hidden': 'hidden',
+    'relative_link': Link('sub0/deep/file0.txt'),
+    'dangling_link': Link('/nowhere/at/all'),
+}
+
+
+async def test_tree_goes_up_and_down_as_one_archive(
+    firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path
+) -> None:
+    source = build_tree(tmp_path / 'source', BIG_TREE)
+    async with firecrest_transport(archive_threshold=8) as transport:
+        mark = local_server.request_log.mark()
+        await transport.puttree_async(source, remote / 'tree', dereference=False)
+        put = await _counts(local_server, mark)
+        mark = local_server.request_log.mark()
+        await transport.gettree_async(remote / 'tree', tmp_path / 'back', dereference=False)
+        get = await _counts(local_server, mark)
+    assert snapshot(remote / 'tree') == snapshot(source)
+    assert snapshot(tmp_path / 'back') == snapshot(source)
+    assert sum(put.values()) <= 4, put
+    assert put[UPLOAD_DIRECT] == 1
+    assert sum(get.values()) <= 4, get
+    assert get[DOWNLOAD_DIRECT] == 1
+    assert os.listdir(local_server.client_config()['temp_directory']) == []
+
+
+async def test_small_tree_goes_file_by_file(
+    firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path
+) -> None:
+    tree: dict[str, Entry] = {'a.txt': 'a', 'sub/b.txt': 'b', 'sub/deeper/c.txt': 'c', 'empty': DIR}
+    source = build_tree(tmp_path / 'source', tree)
+    async with firecrest_transport(archive_threshold=8) as transport:
+        mark = local_server.request_log.mark()
+        await transport.puttree_async(source, remote / 'tree')
+        put = await _counts(local_server, mark)
+        await transport.gettree_async(remote / 'tree', tmp_path / 'back')
+    assert snapshot(remote / 'tree') == snapshot(tmp_path / 'back') == snapshot(source)
+    assert put[UPLOAD_DIRECT] == 3
+    assert put['POST /filesystem/{system_name}/transfer/upload'] == 0
+
+
+# --- hostile archives ---------------------------------------------------------------------------------------------
+
+
+def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    with tarfile.open(path, 'w:gz') as tar:
+        for member, data in members:
+            if data is not None:
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _file(name: str, data: bytes = b'pwned') -> tuple[tarfile.TarInfo, bytes | None]:
+    return tarfile.TarInfo(name), data
+
+
+def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tuple[tarfile.TarInfo, bytes | None]:
+    """A link member (or any member without data, of type ``kind``)."""
+    member = tarfile.TarInfo(name)
+    member.type = kind
+    member.linkname = target
+    return member, None
+
+
+HOSTILE = {
+    'absolute': [_file('ok.txt'), _file('/ESCAPE/abs.txt')],
+    'dotdot': [_file('ok.txt'), _file('../escape.txt')],
+    'dotdot-inside': [_file('sub/../../escape.txt')],
+    'escaping-symlink': [_link('link', '../..'), _file('link/escape.txt')],
+    'absolute-symlink': [_link('link', '/tmp'), _file('link/escape.txt')],
+    'hardlink-outside': [_link('hard', '../outside.txt', tarfile.LNKTYPE)],
+    'device': [_link('dev', '', tarfile.CHRTYPE)],
+}
+
+
+@pytest.mark.parametrize('name', sorted(HOSTILE))
+def test_hostile_archive_writes_nothing_outside(tmp_path: Path, name: str) -> None:
+    outside = tmp_path / 'outside'
+    target = outside / 'target'
+    target.mkdir(parents=True)
+    (outside / 'outside.txt').write_text('keep')
+    archive = _tar(tmp_path / 'hostile.tar.gz', HOSTILE[name])
+    before = snapshot(outside)
+    with pytest.raises(UnsafeArchiveError):
+        safe_extract(archive, target)
+    after = snapshot(outside)
+    assert {path: entry for path, entry in after.items() if not path.startswith('target')} == {
+        path: entry for path, entry in before.items() if not path.startswith('target')
+    }
+    assert not Path('/ESCAPE').exists()
+
+
+def test_safe_extract_strips_and_keeps_inner_links(tmp_path: Path) -> None:
+    archive = _tar(
+        tmp_path / 'ok.tar.gz',
+        [_file('top/a.txt', b'a'), _file('top/sub/b.txt', b'b'), _link('top/sub/link', '../a.txt')],
+    )
+    (tmp_path / 'target').mkdir()
+    safe_extract(archive, tmp_path / 'target', strip_components=1)
+    assert snapshot(tmp_path / 'target') == {'a.txt': 'a', 'sub': DIR, 'sub/b.txt': 'b', 'sub/link': Link('../a.txt')}
+
+
+async def test_gettree_refuses_a_hostile_archive_from_the_server(
+    firecrest_transport: Any, remote: Path, tmp_path: Path
+) -> None:
+    """Whatever the server sends back as the archive of a tree, nothing lands outside the local target."""
+    build_tree(remote, {f'tree/f{index}.txt': str(index) for index in range(20)})
+    hostile = _tar(tmp_path / 'hostile.tar.gz', [_file('tree/ok.txt'), _file('tree/../../escape.txt')])
+    async with firecrest_transport(archive_threshold=8) as transport:
+
+        async def compress(source: str, target: str, dereference: bool) -> None:
+            await transport.putfile_async(hostile, target)
+
+        transport._compress_into_temporary = compress
+        with pytest.raises(UnsafeArchiveError):
+            await transport.gettree_async(remote / 'tree', tmp_path / 'local' / 'target')
+    assert not (tmp_path / 'escape.txt').exists()
+    assert not (tmp_path / 'local' / 'escape.txt').exists()
+
+
+async def test_one_transport_serves_many_coroutines_at_once(
+    firecrest_transport: Any, remote: Path, tmp_path: Path
+) -> None:
+    """The engine shares one open transport between its CalcJobs and awaits many of its coroutines at once."""
+    build_tree(remote, {f'in/f{index}.txt': f'remote {index}' for index in range(20)})
+    build_tree(tmp_path / 'up', {f'f{index}.txt': f'local {index}' for index in range(20)})
+    (tmp_path / 'down').mkdir()
+    async with firecrest_transport(max_concurrency=4) as transport:
+        await asyncio.gather(
+            *(transport.makedirs_async(remote / 'out' / 'shared', ignore_existing=True) for _ in range(5)),
+        )
+        results = await asyncio.gather(
+            *(
+                transport.put_async(tmp_path / 'up' / f'f{i}.txt', remote / 'out' / 'shared' / f'f{i}.txt')
+                for i in range(20)
+            ),
+            *(transport.get_async(remote / 'in' / f'f{i}.txt', tmp_path / 'down' / f'f{i}.txt') for i in range(20)),
+            *(transport.listdir_async(remote / 'in') for _ in range(5)),
+            *(transport.path_exists_async(remote / 'in' / f'f{i}.txt') for i in range(5)),
+            transport.whoami_async(),
+            transport.puttree_async(tmp_path / 'up', remote / 'tree'),
+        )
+    assert all(len(listing) == 20 for listing in results[40:45])
+    assert all(results[45:50])
+    assert snapshot(remote / 'out' / 'shared') == snapshot(tmp_path / 'up') == snapshot(remote / 'tree')
+    assert snapshot(tmp_path / 'down') == snapshot(remote / 'in')
+
+
+async def test_tree_into_a_fresh_directory_goes_in_place(
+    firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path
+) -> None:
+    """In a directory the transport just created, a tree's archive is uploaded in its place and extracted: two
+    requests, no temporary file left behind."""
+    tree: dict[str, Entry] = {'calcinfo.json': '{}', 'job_tmpl.json': '{}', 'sub/x': 'x', 'link': Link('calcinfo.json')}
+    source = build_tree(tmp_path / '.aiida', tree)
+    async with firecrest_transport() as transport:
+        await transport.mkdir_async(remote / 'folder')
+        mark = local_server.request_log.mark()
+        await transport.put_async(source, remote / 'folder' / '.aiida', dereference=False)
+        counts = await _counts(local_server, mark)
+    assert counts == {UPLOAD_DIRECT: 1, 'POST /filesystem/{system_name}/ops/extract': 1}
+    assert snapshot(remote / 'folder' / '.aiida') == snapshot(source)
+    assert os.listdir(remote / 'folder') == ['.aiida']
+
+
+async def test_tree_in_place_falls_back_if_the_extraction_fails(
+    firecrest_transport: Any, remote: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = build_tree(tmp_path / 'tree', {'a.txt': 'a', 'sub/b.txt': 'b'})
+    async with firecrest_transport() as transport:
+        await transport.mkdir_async(remote / 'folder')
+        extract = transport._extract
+        calls = []
+
+        async def failing_once(source: str, destination: str, compression: str) -> None:
+            calls.append(source)
+            if len(calls) == 1:
+                raise FirecrestApiError('tar: Cannot mkdir: File exists')
+            await extract(source, destination, compression)
+
+        monkeypatch.setattr(transport, '_extract', failing_once)
+        await transport.put_async(source, remote / 'folder' / 'tree')
+    assert snapshot(remote / 'folder' / 'tree') == snapshot(source)
+    assert os.listdir(remote / 'folder') == ['tree']
+
+
+def test_fresh_directory_knowledge() -> None:
+    from aiida_firecrest.transport import _FreshDirectories
+
+    fresh = _FreshDirectories()
+    assert not fresh.absent('/w/folder/x')
+    fresh.created('/w/folder')
+    assert fresh.absent('/w/folder/x')
+    fresh.touched('/w/folder/x/deep/file')
+    assert not fresh.absent('/w/folder/x')
+    assert fresh.absent('/w/folder/y')
+    fresh.forget('/w')
+    assert not fresh.absent('/w/folder/y')
+
+
+async def test_tree_in_place_notices_a_directory_made_behind_its_back(
+    firecrest_transport: Any, remote: Path, tmp_path: Path
+) -> None:
+    source = build_tree(tmp_path / 'tree', {'a.txt': 'a'})
+    async with firecrest_transport() as transport:
+        await transport.mkdir_async(remote / 'folder')
+        (remote / 'folder' / 'tree').mkdir()  # not through the transport
+        await transport.put_async(source, remote / 'folder' / 'tree')
+    assert snapshot(remote / 'folder') == {'tree': DIR, 'tree/tree': DIR, 'tree/tree/a.txt': 'a'}
