@@ -38,6 +38,7 @@ __all__ = (
     'jwt_claims',
     'read_client_secret',
     'shared_auth',
+    'store_client_secret',
     'validate_client_secret_option',
 )
 
@@ -113,8 +114,31 @@ def read_client_secret(source: str) -> str:
     return secret
 
 
+def store_client_secret(secret: str) -> Path:
+    """Write ``secret`` to a file of the AiiDA configuration folder that only the user may read; return its path.
+
+    The file is named after a digest of the secret, so that storing the same secret twice gives the same file.
+    """
+    import hashlib
+
+    from aiida.manage.configuration.settings import AiiDAConfigDir
+
+    directory = Path(AiiDAConfigDir.get()) / 'firecrest'
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / f'client-secret-{hashlib.sha256(secret.encode()).hexdigest()[:16]}'
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, 'w', encoding='utf-8') as handle:
+        handle.write(secret)
+    return path
+
+
 def validate_client_secret_option(ctx: Any, param: Any, value: Any) -> Any:
     """The click callback of the ``client_secret`` option of ``verdi computer configure firecrest``.
+
+    A value that is neither an absolute path nor ``env:VARNAME`` is the secret itself (as in the file that
+    ``firecrest_demo.py serve --config-out`` writes): it is moved to a file that only the user may read
+    (:func:`store_client_secret`) and the option keeps that file's path, so the secret never reaches the database.
 
     :raises click.BadParameter: if :func:`check_client_secret_source` refuses the value.
     """
@@ -122,8 +146,13 @@ def validate_client_secret_option(ctx: Any, param: Any, value: Any) -> Any:
 
     if value is None:
         return value
+    value = str(value).strip()
+    if value and not value.startswith((ENV_PREFIX, '/', '~')):
+        if Path(value).exists():
+            raise click.BadParameter('the client-secret file must be given by its absolute path')
+        value = str(store_client_secret(value))
     try:
-        check_client_secret_source(str(value))
+        check_client_secret_source(value)
     except FirecrestConfigurationError as exc:
         raise click.BadParameter(str(exc)) from exc
     return value

@@ -236,10 +236,11 @@ class FirecrestTransport(AsyncTransport):
             'client_secret',
             {
                 'type': str,
-                'prompt': 'Client secret file (absolute path) or env:VARNAME',
+                'prompt': 'Client secret: a file (absolute path), env:VARNAME, or the secret itself',
                 'help': 'Where to read the client secret: the absolute path of a file that only you can read '
                 '(chmod 600; refused otherwise), or env:VARNAME for an environment variable of the AiiDA daemon. '
-                'Never the secret itself: options are stored in the AiiDA database.',
+                'The secret itself is written to a file readable by you alone in the AiiDA configuration folder, '
+                'and only that path is stored: options end up in the AiiDA database.',
                 'non_interactive_default': False,
                 'callback': _validate_client_secret,
             },
@@ -275,6 +276,17 @@ class FirecrestTransport(AsyncTransport):
                 'help': 'The account billed for the jobs FirecREST runs for copies, moves and staged transfers of '
                 'large files. Empty: your default account.',
                 'non_interactive_default': True,
+            },
+        ),
+        (
+            'workdir',
+            {
+                'type': str,
+                'default': '',
+                'help': 'Not used by the transport: the work directory is set by `verdi computer setup --work-dir`. '
+                'Accepted so that the file of `firecrest_demo.py serve --config-out` can be given to --config as is.',
+                'non_interactive_default': True,
+                'prompt_fn': lambda ctx: False,
             },
         ),
         (

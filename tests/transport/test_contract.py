@@ -1048,8 +1048,15 @@ def test_compress_dereference(transport: Transport, remote: Path, dereference: b
         ),
     ],
 )
-def test_compress_selected_sources(transport: Transport, remote: Path, sources: list[str], expected: dict) -> None:
+def test_compress_selected_sources(
+    transport: Transport, transport_kind: str, remote: Path, sources: list[str], expected: dict
+) -> None:
     """Only the selected sources are archived, named relative to ``root_dir``: ``strip_components=1`` drops ``data``."""
+    if transport_kind == 'firecrest':
+        # FirecREST selects several sources with `matchPattern`, which the server applies as `find -type f`: only the
+        # regular files of the selection (and the directories holding them) are archived, not links or empty folders.
+        expected = {path: entry for path, entry in expected.items() if isinstance(entry, str)}
+        expected.update({path.rsplit('/', 1)[0]: DIR for path in list(expected) if '/' in path})
     tree: dict[str, Entry] = {'a.txt': 'a', 'c.txt': 'c', 'b.dat': 'b', 'sub/b.txt': 'b', 'sub/empty': DIR}
     build_tree(remote / 'data', {**tree, 'sub/link': Link('b.txt')})
     archive = remote / 'archive.tar.gz'
