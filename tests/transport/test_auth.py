@@ -118,14 +118,26 @@ def test_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
         check_client_secret_source('env:not-a-name')
 
 
-def test_click_callback(secret_file: Path) -> None:
+def test_click_callback_checks_the_file(secret_file: Path) -> None:
     assert validate_client_secret_option(None, None, str(secret_file)) == str(secret_file)
     secret_file.chmod(0o644)
-    with pytest.raises(click.BadParameter):
+    with pytest.raises(click.BadParameter, match='accessible by others'):
         validate_client_secret_option(None, None, str(secret_file))
-    with pytest.raises(click.BadParameter) as info:
-        validate_client_secret_option(None, None, SECRET)
-    assert SECRET not in str(info.value)
+
+
+def test_click_callback_moves_a_secret_to_a_private_file() -> None:
+    """The secret itself never becomes the option's value: a private file of the AiiDA folder holds it instead."""
+    stored = Path(validate_client_secret_option(None, None, SECRET))
+    assert SECRET not in str(stored)
+    assert stored.read_text() == SECRET
+    assert stored.stat().st_mode & 0o777 == 0o600
+    assert validate_client_secret_option(None, None, SECRET) == str(stored), 'the same secret, the same file'
+
+
+def test_click_callback_refuses_a_relative_path(secret_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(secret_file.parent)
+    with pytest.raises(click.BadParameter, match='absolute path'):
+        validate_client_secret_option(None, None, secret_file.name)
 
 
 # --- tokens ------------------------------------------------------------------------------------------------------
@@ -289,8 +301,11 @@ def test_verdi_computer_configure(
     refused = _configure(computer.label, firecrest_config, str(insecure))
     assert refused.exit_code != 0
     assert 'accessible by others' in refused.output
-    refused = _configure(computer.label, firecrest_config, SECRET)
-    assert refused.exit_code != 0 and SECRET not in refused.output
+    given_directly = _configure(computer.label, firecrest_config, SECRET)
+    assert given_directly.exit_code == 0, given_directly.output
+    params = computer.get_authinfo(computer.backend.default_user).get_auth_params()
+    assert SECRET not in str(params) and SECRET not in given_directly.output
+    assert Path(params['client_secret']).read_text() == SECRET
 
     accepted = _configure(computer.label, firecrest_config, str(firecrest_secret_file))
     assert accepted.exit_code == 0, accepted.output
