@@ -16,43 +16,33 @@ SSH command on the cluster:
 Operations FirecREST runs as transfer jobs (``cp``, ``mv``, and the staged transfers) are billed to
 ``billing_account`` and take seconds at least. FirecREST offers no shell, so ``exec_command_wait_async`` raises
 :class:`~aiida_firecrest.errors.FirecrestNotSupportedError` (a ``NotImplementedError``).
+
+This module holds the contract: what each call means and which operations it takes. The operations themselves (one
+request each, or one direct or staged file transfer) are those of :class:`~aiida_firecrest.backend.FirecrestBackend`;
+:mod:`~aiida_firecrest.listing` resolves patterns and links from listings, :mod:`~aiida_firecrest.server_archive`
+covers the server's ``compress`` and ``extract``, and :mod:`~aiida_firecrest.options` describes the options.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import fnmatch
 import glob
 import os
 import posixpath
-import re
 import stat
 import tempfile
 import uuid
-from collections.abc import Awaitable, Iterable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 from aiida.common.exceptions import InvalidOperation
-from aiida.transports.transport import AsyncTransport, Transport, TransportPath, has_magic, validate_positive_number
+from aiida.transports.transport import AsyncTransport, Transport, TransportPath, has_magic
 
 from . import archive
-from .auth import DEFAULT_MIN_TOKEN_VALIDITY, ClientCredentialsAuth, read_client_secret, shared_auth
-from .auth import validate_client_secret_option as _validate_client_secret
-from .client import (
-    FACTS,
-    PYFIRECREST_DIRECT_LIMIT,
-    FirecrestClient,
-    attributes_of_entry,
-    attributes_of_stat,
-    ssl_context,
-)
+from .backend import FirecrestBackend, gather
+from .client import FirecrestClient, attributes_of_entry, attributes_of_stat
 from .errors import (
-    AccessDeniedError,
-    ChecksumMismatchError,
-    DirectTransferTooLargeError,
-    FirecrestApiError,
     FirecrestConfigurationError,
     FirecrestError,
     FirecrestNotSupportedError,
@@ -63,126 +53,21 @@ from .errors import (
     PathNotFoundError,
     translate_errors,
 )
-from .ratelimit import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_REQUESTS_PER_SECOND, shared_budget
+from .fresh import FreshDirectories as _FreshDirectories  # the name it had here, which the tests import
+from .listing import (
+    entry_is_dir,
+    entry_size,
+    glob_entries,
+    links_to_directories,
+    matching,
+    preserve_all,
+    realpath,
+)
+from .options import AUTH_OPTIONS, DEFAULT_ARCHIVE_THRESHOLD, DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_CONCURRENCY
+from .ratelimit import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_REQUESTS_PER_SECOND
+from .server_archive import COMPRESSION_OF_FORMAT, compression_of, members_pattern, move_stripped
 
 __all__ = ('FirecrestTransport',)
-
-T = TypeVar('T')
-
-DEFAULT_ARCHIVE_THRESHOLD = 8
-"""Trees with more entries travel as one archive: an archive costs about 4 requests, a tree one per file and folder."""
-
-DEFAULT_MAX_CONCURRENCY = 8
-"""Transfers in flight at once per transport (the request budget paces them anyway)."""
-
-DEFAULT_HTTP_TIMEOUT = 60.0
-"""Seconds to wait for the server to connect, send or answer (per read, not for a whole transfer)."""
-
-COMPRESSION_OF_FORMAT = {'tar': 'none', 'tar.gz': 'gzip', 'tar.bz2': 'bzip2', 'tar.xz': 'xz'}
-"""AiiDA's archive formats and FirecREST's names of their compressions."""
-
-_COMPRESSION_OF_SUFFIX = {
-    '.tar': 'none',
-    '.tar.gz': 'gzip',
-    '.tgz': 'gzip',
-    '.tar.bz2': 'bzip2',
-    '.tbz2': 'bzip2',
-    '.tar.xz': 'xz',
-    '.txz': 'xz',
-}
-_COMPRESSION_OF_FILE_TYPE = {'gzip': 'gzip', 'bzip2': 'bzip2', 'xz': 'xz'}
-
-_UNSENDABLE_NAME = re.compile(r'["\\\x00-\x1f]')
-"""Characters that httpx percent-encodes in the file name of a multipart upload."""
-
-_MAX_LINKS = 40
-"""Links followed while resolving a path before it counts as a cycle (as the kernel's ``ELOOP``)."""
-
-_MISSING = (PathNotFoundError, PathNotADirectoryError)
-"""What a ``stat`` or ``ls`` raises for a path that does not exist (a component may be a file)."""
-
-
-def _validate_url(ctx: Any, param: Any, value: Any) -> Any:
-    """Click callback: an ``http(s)://`` URL."""
-    import click
-
-    if value is not None and not str(value).startswith(('https://', 'http://')):
-        raise click.BadParameter(f'{value!r} is not an http(s) URL')
-    return value
-
-
-def _validate_absolute_path(ctx: Any, param: Any, value: Any) -> Any:
-    """Click callback: an absolute POSIX path."""
-    import click
-
-    if value and not str(value).startswith('/'):
-        raise click.BadParameter(f'{value!r} is not an absolute path')
-    return value
-
-
-def _validate_non_empty(ctx: Any, param: Any, value: Any) -> Any:
-    """Click callback: a non-empty string."""
-    import click
-
-    if value is not None and not str(value).strip():
-        raise click.BadParameter('must not be empty')
-    return value
-
-
-def _validate_at_least_one(ctx: Any, param: Any, value: Any) -> Any:
-    """Click callback: an integer of 1 or more."""
-    import click
-
-    if not isinstance(value, int) or value < 1:
-        raise click.BadParameter(f'{value} is not an integer of 1 or more')
-    return value
-
-
-class _FreshDirectories:
-    """What this transport knows for certain about directories it created itself: they were empty, and only what it
-    created in them since can be there.
-
-    The engine creates each CalcJob's folder with ``mkdir`` and then puts the sandbox into it: knowing that
-    ``folder/.aiida`` cannot exist yet saves the request that would ask. Operations whose effect on a directory is not
-    tracked exactly (an extraction, a copy or move into it) make the transport forget it. The knowledge lives as long as
-    the transport is open (one open/close cycle of the engine, seconds).
-    """
-
-    def __init__(self) -> None:
-        self._children: dict[str, set[str]] = {}
-
-    def created(self, path: str) -> None:
-        """``path`` was just created empty (by ``mkdir`` without ``-p``)."""
-        self.touched(path)
-        self._children[posixpath.normpath(path)] = set()
-
-    def touched(self, path: str) -> None:
-        """``path`` (and its parents) may exist now."""
-        path = posixpath.normpath(path)
-        while path != '/':
-            parent, name = posixpath.split(path)
-            if parent in self._children:
-                self._children[parent].add(name)
-            path = parent
-
-    def forget(self, path: str) -> None:
-        """Forget all about ``path`` and what is below it (its contents are no longer known)."""
-        path = posixpath.normpath(path)
-        for directory in [d for d in self._children if d == path or d.startswith(path.rstrip('/') + '/')]:
-            del self._children[directory]
-
-    def absent(self, path: str) -> bool:
-        """Whether ``path`` certainly does not exist: its parent is a fresh directory that did not get it."""
-        parent, name = posixpath.split(posixpath.normpath(path))
-        return parent in self._children and name not in self._children[parent]
-
-    def clear(self) -> None:
-        self._children.clear()
-
-
-def _emacs_regex_escape(text: str) -> str:
-    """Escape ``text`` for the (default, emacs-style) regular expressions of ``find -regex``."""
-    return ''.join(f'\\{char}' if char in '.*+?[^$\\' else char for char in text)
 
 
 class FirecrestTransport(AsyncTransport):
@@ -200,165 +85,7 @@ class FirecrestTransport(AsyncTransport):
 
     _DEFAULT_SAFE_OPEN_INTERVAL = 1.0
 
-    _valid_auth_options = [
-        (
-            'url',
-            {
-                'type': str,
-                'prompt': 'FirecREST URL',
-                'help': 'The URL of the FirecREST v2 API, e.g. https://api.cscs.ch/hpc/firecrest/v2.',
-                'non_interactive_default': False,
-                'callback': _validate_url,
-            },
-        ),
-        (
-            'token_uri',
-            {
-                'type': str,
-                'prompt': 'Token URI',
-                'help': 'The OAuth2 token endpoint of the identity provider, e.g. '
-                'https://auth.cscs.ch/auth/realms/firecrest-clients/protocol/openid-connect/token.',
-                'non_interactive_default': False,
-                'callback': _validate_url,
-            },
-        ),
-        (
-            'client_id',
-            {
-                'type': str,
-                'prompt': 'Client ID',
-                'help': 'The ID of your OIDC client (e.g. from the CSCS developer portal).',
-                'non_interactive_default': False,
-                'callback': _validate_non_empty,
-            },
-        ),
-        (
-            'client_secret',
-            {
-                'type': str,
-                'prompt': 'Client secret: a file (absolute path), env:VARNAME, or the secret itself',
-                'help': 'Where to read the client secret: the absolute path of a file that only you can read '
-                '(chmod 600; refused otherwise), or env:VARNAME for an environment variable of the AiiDA daemon. '
-                'The secret itself is written to a file readable by you alone in the AiiDA configuration folder, '
-                'and only that path is stored: options end up in the AiiDA database.',
-                'non_interactive_default': False,
-                'callback': _validate_client_secret,
-            },
-        ),
-        (
-            'compute_resource',
-            {
-                'type': str,
-                'prompt': 'Compute resource (system name)',
-                'help': 'The name of the system in FirecREST (as listed by GET /status/systems), e.g. daint.',
-                'non_interactive_default': False,
-                'callback': _validate_non_empty,
-            },
-        ),
-        (
-            'temp_directory',
-            {
-                'type': str,
-                'default': '',
-                'prompt': 'Temporary directory on the system (absolute path)',
-                'help': 'A directory on the cluster for the archives of tree transfers (removed after use), e.g. '
-                '$SCRATCH/.aiida-firecrest. Empty: next to the destination.',
-                'non_interactive_default': True,
-                'callback': _validate_absolute_path,
-            },
-        ),
-        (
-            'billing_account',
-            {
-                'type': str,
-                'default': '',
-                'prompt': 'Billing account for transfer jobs',
-                'help': 'The account billed for the jobs FirecREST runs for copies, moves and staged transfers of '
-                'large files. Empty: your default account.',
-                'non_interactive_default': True,
-            },
-        ),
-        (
-            'workdir',
-            {
-                'type': str,
-                'default': '',
-                'help': 'Not used by the transport: the work directory is set by `verdi computer setup --work-dir`. '
-                'Accepted so that the file of `firecrest_demo.py serve --config-out` can be given to --config as is.',
-                'non_interactive_default': True,
-                'prompt_fn': lambda ctx: False,
-            },
-        ),
-        (
-            'max_direct_size',
-            {
-                'type': int,
-                'default': 0,
-                'prompt': 'Direct-transfer limit in bytes (0: ask the server)',
-                'help': 'Files below this size are transferred directly, larger ones through the S3 staging area. '
-                '0 (recommended) uses the limit the server reports in GET /status/systems.',
-                'non_interactive_default': True,
-                'callback': validate_positive_number,
-            },
-        ),
-        (
-            'archive_threshold',
-            {
-                'type': int,
-                'default': DEFAULT_ARCHIVE_THRESHOLD,
-                'prompt': 'Entries above which a tree is transferred as one archive',
-                'help': 'A tree with more files and folders than this goes up or down as one tar archive (about 4 '
-                'requests), a smaller one file by file (one request each).',
-                'non_interactive_default': True,
-                'callback': validate_positive_number,
-            },
-        ),
-        (
-            'max_concurrency',
-            {
-                'type': int,
-                'default': DEFAULT_MAX_CONCURRENCY,
-                'prompt': 'Maximum concurrent transfers',
-                'help': 'File transfers in flight at once per transport.',
-                'non_interactive_default': True,
-                'callback': _validate_at_least_one,
-            },
-        ),
-        (
-            'requests_per_second',
-            {
-                'type': float,
-                'default': DEFAULT_REQUESTS_PER_SECOND,
-                'prompt': 'Requests per second',
-                'help': 'The client-side budget of FirecREST requests per second, shared by every transport of this '
-                'client in the process (CSCS allows 10). 0: no limit.',
-                'non_interactive_default': True,
-                'callback': validate_positive_number,
-            },
-        ),
-        (
-            'requests_per_minute',
-            {
-                'type': float,
-                'default': DEFAULT_REQUESTS_PER_MINUTE,
-                'prompt': 'Requests per minute',
-                'help': 'The client-side budget of FirecREST requests per minute (CSCS allows 120). 0: no limit.',
-                'non_interactive_default': True,
-                'callback': validate_positive_number,
-            },
-        ),
-        (
-            'http_timeout',
-            {
-                'type': float,
-                'default': DEFAULT_HTTP_TIMEOUT,
-                'prompt': 'HTTP timeout (s)',
-                'help': 'Seconds to wait for FirecREST to connect or to send the next part of an answer.',
-                'non_interactive_default': True,
-                'callback': validate_positive_number,
-            },
-        ),
-    ]
+    _valid_auth_options = AUTH_OPTIONS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """Store the options; no I/O and no request (see :meth:`open_async`).
@@ -366,28 +93,39 @@ class FirecrestTransport(AsyncTransport):
         :raises FirecrestConfigurationError: if a required option is missing or an option has an invalid value.
         """
         super().__init__(*args, **kwargs)
-        self._url = self._option(kwargs, 'url').rstrip('/')
-        self._token_uri = self._option(kwargs, 'token_uri')
-        self._client_id = self._option(kwargs, 'client_id')
-        self._client_secret_source = self._option(kwargs, 'client_secret')
-        self._system = self._option(kwargs, 'compute_resource')
+        url = self._option(kwargs, 'url').rstrip('/')
+        token_uri = self._option(kwargs, 'token_uri')
+        client_id = self._option(kwargs, 'client_id')
+        client_secret = self._option(kwargs, 'client_secret')
+        system = self._option(kwargs, 'compute_resource')
         self._temp_directory = str(kwargs.get('temp_directory') or '').rstrip('/')
-        self._billing_account = str(kwargs.get('billing_account') or '') or None
+        billing_account = str(kwargs.get('billing_account') or '') or None
         try:
-            self._max_direct_size = int(kwargs.get('max_direct_size') or 0)
+            max_direct_size = int(kwargs.get('max_direct_size') or 0)
             self._archive_threshold = int(kwargs.get('archive_threshold', DEFAULT_ARCHIVE_THRESHOLD))
-            self._max_concurrency = max(1, int(kwargs.get('max_concurrency') or DEFAULT_MAX_CONCURRENCY))
-            self._requests_per_second = float(kwargs.get('requests_per_second', DEFAULT_REQUESTS_PER_SECOND))
-            self._requests_per_minute = float(kwargs.get('requests_per_minute', DEFAULT_REQUESTS_PER_MINUTE))
-            self._http_timeout = float(kwargs.get('http_timeout') or DEFAULT_HTTP_TIMEOUT)
+            max_concurrency = max(1, int(kwargs.get('max_concurrency') or DEFAULT_MAX_CONCURRENCY))
+            requests_per_second = float(kwargs.get('requests_per_second', DEFAULT_REQUESTS_PER_SECOND))
+            requests_per_minute = float(kwargs.get('requests_per_minute', DEFAULT_REQUESTS_PER_MINUTE))
+            http_timeout = float(kwargs.get('http_timeout') or DEFAULT_HTTP_TIMEOUT)
         except (TypeError, ValueError) as exc:
             raise FirecrestConfigurationError(f'invalid option of the firecrest transport: {exc}') from exc
         if self._temp_directory and not self._temp_directory.startswith('/'):
             raise FirecrestConfigurationError(f'temp_directory {self._temp_directory!r} is not an absolute path')
-        self._semaphore = asyncio.Semaphore(self._max_concurrency)
-        self._client: FirecrestClient | None = None
-        self._auth: ClientCredentialsAuth | None = None
         self._fresh = _FreshDirectories()
+        self._backend = FirecrestBackend(
+            url=url,
+            token_uri=token_uri,
+            client_id=client_id,
+            client_secret=client_secret,
+            system=system,
+            billing_account=billing_account,
+            max_direct_size=max_direct_size,
+            max_concurrency=max_concurrency,
+            requests_per_second=requests_per_second,
+            requests_per_minute=requests_per_minute,
+            http_timeout=http_timeout,
+            fresh=self._fresh,
+        )
 
     @staticmethod
     def _option(kwargs: dict[str, Any], name: str) -> str:
@@ -399,7 +137,7 @@ class FirecrestTransport(AsyncTransport):
         return str(value).strip()
 
     def __str__(self) -> str:
-        return f'firecrest [{"OPEN" if self._is_open else "CLOSED"}] {self._system} at {self._url}'
+        return f'firecrest [{"OPEN" if self._is_open else "CLOSED"}] {self.compute_resource} at {self.url}'
 
     # --- what other parts of the plugin (the scheduler) use -----------------------------------------------------
 
@@ -409,24 +147,22 @@ class FirecrestTransport(AsyncTransport):
 
         :raises InvalidOperation: if the transport is not open.
         """
-        if self._client is None:
-            raise InvalidOperation('the firecrest transport is not open')
-        return self._client
+        return self._backend.client
 
     @property
     def compute_resource(self) -> str:
         """The FirecREST name of the system."""
-        return self._system
+        return self._backend.system
 
     @property
     def billing_account(self) -> str | None:
         """The account billed for transfer jobs, None for the user's default."""
-        return self._billing_account
+        return self._backend.billing_account
 
     @property
     def url(self) -> str:
         """The FirecREST URL."""
-        return self._url
+        return self._backend.url
 
     # --- open and close ----------------------------------------------------------------------------------------
 
@@ -438,16 +174,7 @@ class FirecrestTransport(AsyncTransport):
         """
         if self._is_open:
             raise InvalidOperation('Cannot open the transport twice')
-        secret = await asyncio.to_thread(read_client_secret, self._client_secret_source)
-        self._auth = shared_auth(self._token_uri, self._client_id, min_validity=DEFAULT_MIN_TOKEN_VALIDITY)
-        self._auth.set_secret(secret)
-        budget = shared_budget(self._url, self._client_id, self._requests_per_second, self._requests_per_minute)
-        self._client = FirecrestClient(
-            self._url, self._auth, budget=budget, timeout=self._http_timeout, verify=await ssl_context()
-        )
-        limit = self._known_direct_limit()
-        if limit is not None:
-            self._client.MAX_DIRECT_UPLOAD_SIZE = limit
+        await self._backend.open()
         self._is_open = True
         return self
 
@@ -458,61 +185,11 @@ class FirecrestTransport(AsyncTransport):
         """
         if not self._is_open:
             raise InvalidOperation('Cannot close the transport: it is already closed')
-        client, self._client = self._client, None
         self._is_open = False
         self._fresh.clear()
-        if client is not None:
-            await client.close_session()
+        await self._backend.close()
 
-    # --- facts about the server, cached process-wide -----------------------------------------------------------
-
-    def _facts_key(self, kind: str) -> tuple[str, ...]:
-        return (kind, self._url, self._client_id, self._system)
-
-    async def _system_description(self) -> dict[str, Any]:
-        async def fetch() -> dict[str, Any]:
-            with translate_errors():
-                systems = await self.client.systems()
-            for system in systems:
-                if str(system.get('name', '')).lower() == self._system.lower():
-                    return dict(system)
-            names = ', '.join(str(system.get('name')) for system in systems)
-            raise FirecrestConfigurationError(
-                f'FirecREST at {self._url} has no system {self._system!r} (it has: {names})'
-            )
-
-        return await FACTS.get(self._facts_key('system'), fetch)
-
-    def _known_direct_limit(self) -> int | None:
-        if self._max_direct_size > 0:
-            return self._max_direct_size
-        limit = FACTS.peek(self._facts_key('direct_limit'))
-        return None if limit is None else int(limit)
-
-    async def _server_direct_limit(self) -> int:
-        """The direct-transfer limit the server reports (``/status/systems``, asked once per process)."""
-
-        async def fetch() -> int:
-            operations = (await self._system_description()).get('dataOperation') or {}
-            limit = operations.get('max_ops_file_size', operations.get('maxOpsFileSize'))
-            return int(limit) if limit else PYFIRECREST_DIRECT_LIMIT
-
-        limit = await FACTS.get(self._facts_key('direct_limit'), fetch)
-        return limit
-
-    async def _direct_limit(self) -> int:
-        """The size from which files go through the staging area: the option, else the server's limit."""
-        limit = self._max_direct_size or await self._server_direct_limit()
-        self.client.MAX_DIRECT_UPLOAD_SIZE = limit
-        return limit
-
-    async def _direct_limit_after_413(self) -> int:
-        """The server's own limit, after it refused a direct transfer (the ``max_direct_size`` option was too high)."""
-        limit = await self._server_direct_limit()
-        self.client.MAX_DIRECT_UPLOAD_SIZE = limit
-        return limit
-
-    # --- path helpers and primitive requests --------------------------------------------------------------------
+    # --- path helpers -------------------------------------------------------------------------------------------
 
     @staticmethod
     def _remote(path: TransportPath) -> str:
@@ -527,68 +204,6 @@ class FirecrestTransport(AsyncTransport):
         if not os.path.isabs(path):
             raise InvalidArgumentError(f'the local path {path!r} is not absolute')
         return path
-
-    async def _stat(self, path: str, *, dereference: bool) -> dict[str, Any]:
-        with translate_errors(path):
-            return await self.client.stat(self._system, path, dereference=dereference)
-
-    async def _stat_or_none(self, path: str, *, dereference: bool = True) -> dict[str, Any] | None:
-        try:
-            return await self._stat(path, dereference=dereference)
-        except _MISSING:
-            return None
-
-    async def _mode(self, path: str, *, dereference: bool = True) -> int | None:
-        """The ``st_mode`` of ``path`` (of what it links to, if ``dereference``), None if it does not exist."""
-        answer = await self._stat_or_none(path, dereference=dereference)
-        return None if answer is None else int(answer['mode'])
-
-    async def _ls(self, path: str, *, recursive: bool = False, dereference: bool = False) -> list[dict[str, Any]]:
-        with translate_errors(path):
-            return await self.client.list_files(
-                self._system, path, show_hidden=True, recursive=recursive, numeric_uid=True, dereference=dereference
-            )
-
-    async def _list_directory(
-        self, path: str, *, recursive: bool = False, dereference: bool = False
-    ) -> list[dict[str, Any]]:
-        """The entries of the directory ``path`` (of what it links to, if it is a link), in one request.
-
-        :raises PathNotADirectoryError: if ``path`` is not a directory.
-        :raises PathNotFoundError: if it does not exist.
-        """
-        entries = await self._ls(path, recursive=recursive, dereference=dereference)
-        if len(entries) == 1 and str(entries[0]['name']).startswith('/'):
-            # ``ls`` of anything but a directory lists that thing itself, named by its full path
-            if entries[0]['type'] == 'l' and not dereference:
-                return await self._list_directory(path, recursive=recursive, dereference=True)
-            if entries[0]['type'] != 'd':
-                raise PathNotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
-        return [entry for entry in entries if entry['name'] not in ('.', '..')]
-
-    async def _mkdir(self, path: str, *, parents: bool) -> None:
-        with translate_errors(path):
-            await self.client.mkdir(self._system, path, create_parents=parents)
-        if parents:
-            self._fresh.touched(path)
-        else:
-            self._fresh.created(path)
-
-    async def _rm(self, path: str) -> None:
-        self._fresh.forget(path)
-        with translate_errors(path):
-            await self.client.rm(self._system, path, account=self._billing_account)
-
-    async def _gather(self, coroutines: Iterable[Awaitable[T]]) -> list[T]:
-        """Await the coroutines concurrently; on the first failure, cancel the others and raise it."""
-        tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
-        try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
 
     def _temporary_remote_path(self, beside: str, suffix: str) -> str:
         name = f'aiida-firecrest-{uuid.uuid4().hex}{suffix}'
@@ -607,19 +222,7 @@ class FirecrestTransport(AsyncTransport):
 
         :raises FirecrestAuthenticationError: if the credentials are refused.
         """
-        if self._auth is None:
-            raise InvalidOperation('the firecrest transport is not open')
-        await self._auth.access_token()
-        username = self._auth.claims.get('preferred_username')
-        if isinstance(username, str) and username:
-            return username
-
-        async def fetch() -> str:
-            with translate_errors():
-                info = await self.client.userinfo(self._system)
-            return str(info['user']['name'])
-
-        return await FACTS.get(self._facts_key('user'), fetch)
+        return await self._backend.username()
 
     # --- queries --------------------------------------------------------------------------------------------------
 
@@ -629,7 +232,7 @@ class FirecrestTransport(AsyncTransport):
         :raises FirecrestError: if the server cannot answer (anything but 'no such file').
         """
         path = str(path)
-        return bool(path) and await self._mode(self._remote(path)) is not None
+        return bool(path) and await self._backend.mode(self._remote(path)) is not None
 
     async def isdir_async(self, path: TransportPath) -> bool:
         """Return whether ``path`` is a directory (or a link to one); False if it does not exist. One request.
@@ -639,7 +242,7 @@ class FirecrestTransport(AsyncTransport):
         path = str(path)
         if not path:
             return False
-        mode = await self._mode(self._remote(path))
+        mode = await self._backend.mode(self._remote(path))
         return mode is not None and stat.S_ISDIR(mode)
 
     async def isfile_async(self, path: TransportPath) -> bool:
@@ -650,7 +253,7 @@ class FirecrestTransport(AsyncTransport):
         path = str(path)
         if not path:
             return False
-        mode = await self._mode(self._remote(path))
+        mode = await self._backend.mode(self._remote(path))
         return mode is not None and stat.S_ISREG(mode)
 
     async def get_attribute_async(self, path: TransportPath) -> Any:
@@ -659,18 +262,7 @@ class FirecrestTransport(AsyncTransport):
         :raises PathNotFoundError: if ``path`` does not exist.
         """
         path = self._remote(path)
-        return attributes_of_stat(await self._stat(path, dereference=False))
-
-    def _matching(self, entries: list[dict[str, Any]], pattern: str | None) -> list[dict[str, Any]]:
-        """Filter listing entries by a glob ``pattern``, with :func:`glob.glob`'s rule for hidden names."""
-        if not pattern:
-            return entries
-        hidden_too = pattern.startswith('.')
-        return [
-            entry
-            for entry in entries
-            if fnmatch.fnmatchcase(entry['name'], pattern) and (hidden_too or not entry['name'].startswith('.'))
-        ]
+        return attributes_of_stat(await self._backend.stat(path, dereference=False))
 
     async def listdir_async(self, path: TransportPath, pattern: str | None = None) -> list[str]:
         """Return the names in the directory ``path`` (``.`` and ``..`` excluded); one ``ls`` request.
@@ -684,8 +276,8 @@ class FirecrestTransport(AsyncTransport):
         if pattern and '/' in pattern:
             prefix = path.rstrip('/') + '/'
             return [match[len(prefix) :] for match in await self.glob_async(prefix + pattern)]
-        entries = await self._list_directory(path)
-        return [entry['name'] for entry in self._matching(entries, pattern)]
+        entries = await self._backend.list_directory(path)
+        return [entry['name'] for entry in matching(entries, pattern)]
 
     async def listdir_withattributes_async(
         self, path: TransportPath, pattern: str | None = None
@@ -701,11 +293,11 @@ class FirecrestTransport(AsyncTransport):
         :raises PathNotADirectoryError: if it is not a directory.
         """
         path = self._remote(path)
-        entries = self._matching(await self._list_directory(path), pattern)
+        entries = matching(await self._backend.list_directory(path), pattern)
         link_is_dir: dict[str, bool] = {}
         links = [entry['name'] for entry in entries if entry['type'] == 'l']
         if links:
-            link_is_dir = await self._links_to_directories(path, links)
+            link_is_dir = await links_to_directories(self._backend, path, links)
         return [
             {
                 'name': entry['name'],
@@ -714,17 +306,6 @@ class FirecrestTransport(AsyncTransport):
             }
             for entry in entries
         ]
-
-    async def _links_to_directories(self, directory: str, links: list[str]) -> dict[str, bool]:
-        """Which of the links in ``directory`` lead to directories: one dereferencing ``ls``, or one ``stat`` each if
-        that fails (``ls -L`` fails on a broken link)."""
-        try:
-            followed = await self._ls(directory, dereference=True)
-            types = {entry['name']: entry['type'] for entry in followed}
-            return {name: types.get(name) == 'd' for name in links}
-        except FirecrestError:
-            modes = await self._gather(self._mode(posixpath.join(directory, name)) for name in links)
-            return {name: mode is not None and stat.S_ISDIR(mode) for name, mode in zip(links, modes, strict=True)}
 
     async def glob_async(self, pathname: TransportPath) -> list[str]:
         """Return the paths matching the glob pattern ``pathname`` (hidden names only for a pattern starting with
@@ -737,52 +318,12 @@ class FirecrestTransport(AsyncTransport):
         pathname = self._remote(pathname)
         if not has_magic(pathname):
             return [pathname] if await self.path_exists_async(pathname) else []
-        return [path for path, _ in await self._glob_entries(pathname)]
+        return [path for path, _ in await glob_entries(self._backend, pathname)]
 
     def iglob(self, pathname: TransportPath) -> Iterator[str]:
         """Return an iterator of the paths matching ``pathname`` (see :meth:`glob_async`; the base class's ``iglob``
         would ask for every path separately)."""
         return iter(self.glob(pathname))
-
-    async def _glob_entries(self, pathname: str) -> list[tuple[str, dict[str, Any] | None]]:
-        """The paths matching ``pathname`` with their listing entries (None for a directory matched by a pattern
-        ending with ``/``)."""
-        dirname, basename = posixpath.split(pathname)
-        if has_magic(dirname):
-            candidates = await self._glob_entries(dirname)
-            flags = await self._gather(self._entry_is_dir(path, entry) for path, entry in candidates)
-            directories = [path for (path, _), is_dir in zip(candidates, flags, strict=True) if is_dir]
-        else:
-            directories = [dirname]
-        listings = await self._gather(self._list_or_empty(directory) for directory in directories)
-        matches: list[tuple[str, dict[str, Any] | None]] = []
-        for directory, (exists, entries) in zip(directories, listings, strict=True):
-            if not basename:  # a pattern ending with '/' matches directories
-                if exists:
-                    matches.append((directory + '/', None))
-                continue
-            if has_magic(basename):
-                # as AiiDA's ``glob1``: hidden names only for a pattern starting with '.'
-                visible = entries if basename.startswith('.') else [e for e in entries if not e['name'].startswith('.')]
-                found = [entry for entry in visible if fnmatch.fnmatchcase(entry['name'], basename)]
-            else:
-                found = [entry for entry in entries if entry['name'] == basename]
-            matches.extend((posixpath.join(directory, entry['name']), entry) for entry in found)
-        return matches
-
-    async def _list_or_empty(self, directory: str) -> tuple[bool, list[dict[str, Any]]]:
-        try:
-            return True, await self._list_directory(directory)
-        except _MISSING:
-            return False, []
-
-    async def _entry_is_dir(self, path: str, entry: dict[str, Any] | None) -> bool:
-        """Whether a listed entry is a directory, following a link (which costs a ``stat``)."""
-        if entry is None or entry['type'] == 'd':
-            return True
-        if entry['type'] == 'l':
-            return await self.isdir_async(path)
-        return False
 
     async def normalize_async(self, path: TransportPath) -> str:
         """Return the canonical form of ``path``, links resolved, as :func:`os.path.realpath` (not strict: a missing
@@ -794,30 +335,7 @@ class FirecrestTransport(AsyncTransport):
         :raises InvalidArgumentError: if ``path`` is not absolute.
         :raises FirecrestError: with ``errno.ELOOP`` for a cycle of links.
         """
-        return await self._realpath(self._remote(path), 0)
-
-    async def _realpath(self, path: str, links_followed: int) -> str:
-        parts = [part for part in path.split('/') if part and part != '.']
-        resolved = '/'
-        for index, part in enumerate(parts):
-            if part == '..':
-                resolved = posixpath.dirname(resolved)
-                continue
-            candidate = posixpath.join(resolved, part)
-            try:
-                mode = int((await self._stat(candidate, dereference=False))['mode'])
-            except _MISSING:
-                return posixpath.normpath(posixpath.join(candidate, *parts[index + 1 :]))
-            except (FirecrestApiError, AccessDeniedError):
-                mode = stat.S_IFDIR  # outside the exposed file systems, or not ours to look at
-            if not stat.S_ISLNK(mode):
-                resolved = candidate
-                continue
-            if links_followed >= _MAX_LINKS:
-                raise FirecrestError(errno.ELOOP, os.strerror(errno.ELOOP), path)
-            target = str((await self._ls(candidate))[0]['linkTarget'])
-            resolved = await self._realpath(posixpath.join(resolved, target), links_followed + 1)
-        return resolved
+        return await realpath(self._backend, self._remote(path))
 
     # --- directories and files on the server -------------------------------------------------------------------
 
@@ -831,13 +349,13 @@ class FirecrestTransport(AsyncTransport):
         """
         path = self._remote(path)
         if ignore_existing:
-            await self._mkdir(path, parents=True)
+            await self._backend.mkdir(path, parents=True)
             return
         try:
-            await self._mkdir(path, parents=False)
+            await self._backend.mkdir(path, parents=False)
         except PathNotFoundError:
-            await self._mkdir(posixpath.dirname(posixpath.normpath(path)), parents=True)
-            await self._mkdir(path, parents=False)
+            await self._backend.mkdir(posixpath.dirname(posixpath.normpath(path)), parents=True)
+            await self._backend.mkdir(path, parents=False)
 
     async def mkdir_async(self, path: TransportPath, ignore_existing: bool = False) -> None:
         """Create the directory ``path`` (its parent must exist); one request.
@@ -847,7 +365,7 @@ class FirecrestTransport(AsyncTransport):
         """
         path = self._remote(path)
         try:
-            await self._mkdir(path, parents=False)
+            await self._backend.mkdir(path, parents=False)
         except PathExistsError:
             if ignore_existing and await self.isdir_async(path):
                 return
@@ -861,12 +379,12 @@ class FirecrestTransport(AsyncTransport):
         :raises FirecrestError: with ``errno.ENOTEMPTY`` if it is not empty.
         """
         path = self._remote(path)
-        entries = await self._ls(path)
+        entries = await self._backend.ls(path)
         if len(entries) == 1 and str(entries[0]['name']).startswith('/') and entries[0]['type'] != 'd':
             raise PathNotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
         if [entry for entry in entries if entry['name'] not in ('.', '..')]:
             raise FirecrestError(errno.ENOTEMPTY, os.strerror(errno.ENOTEMPTY), path)
-        await self._rm(path)
+        await self._backend.rm(path)
 
     async def rmtree_async(self, path: TransportPath) -> None:
         """Remove ``path`` and everything below it (``rm -R``); nothing happens if it does not exist. One request.
@@ -875,7 +393,7 @@ class FirecrestTransport(AsyncTransport):
         """
         path = self._remote(path)
         try:
-            await self._rm(path)
+            await self._backend.rm(path)
         except PathNotFoundError:
             pass
 
@@ -886,9 +404,9 @@ class FirecrestTransport(AsyncTransport):
         :raises PathNotFoundError: if it does not exist.
         """
         path = self._remote(path)
-        if stat.S_ISDIR(int((await self._stat(path, dereference=False))['mode'])):
+        if stat.S_ISDIR(int((await self._backend.stat(path, dereference=False))['mode'])):
             raise PathIsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
-        await self._rm(path)
+        await self._backend.rm(path)
 
     async def rename_async(self, oldpath: TransportPath, newpath: TransportPath) -> None:
         """Rename ``oldpath`` to ``newpath``: two ``stat`` and a transfer job (``mv``, billed to the account).
@@ -900,14 +418,14 @@ class FirecrestTransport(AsyncTransport):
         if not str(oldpath) or not str(newpath):
             raise InvalidArgumentError('oldpath and newpath must be non-empty paths')
         old, new = self._remote(oldpath), self._remote(newpath)
-        old_stat, new_stat = await self._gather(
-            [self._stat_or_none(old, dereference=False), self._stat_or_none(new, dereference=False)]
+        old_stat, new_stat = await gather(
+            [self._backend.stat_or_none(old, dereference=False), self._backend.stat_or_none(new, dereference=False)]
         )
         if old_stat is None:
             raise PathNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), old)
         if new_stat is not None:
             raise PathExistsError(errno.EEXIST, f'Cannot rename {old}: destination exists', new)
-        await self._mv(old, new)
+        await self._backend.mv(old, new)
 
     async def chmod_async(self, path: TransportPath, mode: int) -> None:
         """Change the permissions of ``path`` (of what it links to); one request.
@@ -915,9 +433,7 @@ class FirecrestTransport(AsyncTransport):
         :param mode: the new permissions, e.g. ``0o755``.
         :raises PathNotFoundError: if ``path`` does not exist.
         """
-        path = self._remote(path)
-        with translate_errors(path):
-            await self.client.chmod(self._system, path, format(mode, 'o'))
+        await self._backend.chmod(self._remote(path), mode)
 
     async def chown_async(self, path: TransportPath, uid: int, gid: int) -> None:
         """Change the owner and group of ``path``; one request. (``core.local`` does not implement ``chown``.)
@@ -925,9 +441,7 @@ class FirecrestTransport(AsyncTransport):
         :raises PathNotFoundError: if ``path`` does not exist.
         :raises AccessDeniedError: if the user may not.
         """
-        path = self._remote(path)
-        with translate_errors(path):
-            await self.client.chown(self._system, path, str(uid), str(gid))
+        await self._backend.chown(self._remote(path), uid, gid)
 
     async def symlink_async(self, remotesource: TransportPath, remotedestination: TransportPath) -> None:
         """Create a link at ``remotedestination`` to ``remotesource``; with a pattern in the source, one link per match
@@ -945,18 +459,12 @@ class FirecrestTransport(AsyncTransport):
             if has_magic(destination):
                 raise InvalidArgumentError('`remotedestination` cannot have patterns')
             matches = await self.glob_async(source)
-            await self._gather(
-                self._symlink(match, posixpath.join(destination, posixpath.basename(match))) for match in matches
+            await gather(
+                self._backend.symlink(match, posixpath.join(destination, posixpath.basename(match)))
+                for match in matches
             )
         else:
-            await self._symlink(source, destination)
-
-    async def _symlink(self, source: str, link: str) -> None:
-        if await self._stat_or_none(link, dereference=False) is not None:
-            raise PathExistsError(errno.EEXIST, os.strerror(errno.EEXIST), link)
-        with translate_errors(link):
-            await self.client.symlink(self._system, source, link)
-        self._fresh.touched(link)
+            await self._backend.symlink(source, destination)
 
     # --- copies on the server (transfer jobs) ---------------------------------------------------------------------
 
@@ -988,17 +496,17 @@ class FirecrestTransport(AsyncTransport):
         if posixpath.normpath(source) == posixpath.normpath(destination):
             raise InvalidArgumentError('Cannot copy from itself to itself')
         if not has_magic(source):
-            mode = int((await self._stat(source, dereference=dereference))['mode'])
+            mode = int((await self._backend.stat(source, dereference=dereference))['mode'])
             if stat.S_ISDIR(mode) and not recursive:
                 raise PathIsADirectoryError(errno.EISDIR, 'not copying a directory without recursive', source)
-            await self._cp(source, destination, dereference)
+            await self._backend.cp(source, destination, dereference)
             return
-        matches = await self._glob_entries(source)
+        matches = await glob_entries(self._backend, source)
         if len(matches) > 1 and not await self.isdir_async(destination):
             raise PathNotADirectoryError(
                 errno.ENOTDIR, "Can't copy more than one file in the same remotedestination file", destination
             )
-        await self._gather(self._cp(path, destination, dereference) for path, _ in matches)
+        await gather(self._backend.cp(path, destination, dereference) for path, _ in matches)
 
     async def copyfile_async(
         self,
@@ -1013,9 +521,9 @@ class FirecrestTransport(AsyncTransport):
         :raises PathNotFoundError: if it does not exist.
         """
         source, destination = self._remote(remotesource), self._remote(remotedestination)
-        if stat.S_ISDIR(int((await self._stat(source, dereference=dereference))['mode'])):
+        if stat.S_ISDIR(int((await self._backend.stat(source, dereference=dereference))['mode'])):
             raise PathIsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), source)
-        await self._cp(source, destination, dereference)
+        await self._backend.cp(source, destination, dereference)
 
     async def copytree_async(
         self,
@@ -1030,23 +538,9 @@ class FirecrestTransport(AsyncTransport):
         :raises PathNotFoundError: if it does not exist.
         """
         source, destination = self._remote(remotesource), self._remote(remotedestination)
-        if not stat.S_ISDIR(int((await self._stat(source, dereference=True))['mode'])):
+        if not stat.S_ISDIR(int((await self._backend.stat(source, dereference=True))['mode'])):
             raise PathNotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), source)
-        await self._cp(source, destination, dereference)
-
-    async def _cp(self, source: str, destination: str, dereference: bool) -> None:
-        self._fresh.touched(destination)
-        self._fresh.touched(posixpath.join(destination, posixpath.basename(source)))
-        with translate_errors(source):
-            job = await self.client.cp(
-                self._system,
-                source,
-                destination,
-                dereference=dereference,
-                account=self._billing_account,
-                blocking=False,
-            )
-            await self.client.wait_for_transfer(job, destination)
+        await self._backend.cp(source, destination, dereference)
 
     async def copy_from_remote_to_remote_async(
         self,
@@ -1078,98 +572,6 @@ class FirecrestTransport(AsyncTransport):
                     await transportdestination.put_async(source, remotedestination, **put_options)
                 else:
                     transportdestination.put(source, remotedestination, **put_options)
-
-    # --- single files up and down ---------------------------------------------------------------------------------
-
-    async def _upload(self, localpath: str, remotepath: str) -> None:
-        """Send the local file ``localpath`` to ``remotepath``: directly in one request below the direct limit, else
-        through the staging area, verified with SHA-256.
-
-        A direct upload names the file in a multipart header, where httpx percent-encodes ``"``, ``\\`` and control
-        characters (and servers do not decode them): such a file goes up under a temporary name and is moved into
-        place (a transfer job).
-
-        :raises PathIsADirectoryError: if ``remotepath`` is a directory.
-        :raises PathNotFoundError: if its parent directory does not exist.
-        """
-        directory, filename = posixpath.split(remotepath)
-        directory = directory or '/'
-        size = os.stat(localpath).st_size
-        self._fresh.touched(remotepath)
-        limit = self._known_direct_limit() or PYFIRECREST_DIRECT_LIMIT
-        if size >= limit:
-            limit = await self._direct_limit()
-        async with self._semaphore:
-            if size < limit and _UNSENDABLE_NAME.search(filename):
-                await self._upload_renamed(localpath, remotepath)
-                return
-            if size < limit:
-                try:
-                    with translate_errors(remotepath):
-                        await self.client.upload(self._system, localpath, directory, filename)
-                    return
-                except DirectTransferTooLargeError:
-                    limit = await self._direct_limit_after_413()
-                    if size < limit:
-                        raise
-            with translate_errors(remotepath):
-                await self.client.upload(self._system, localpath, directory, filename, account=self._billing_account)
-        await self._verify_checksum(localpath, remotepath)
-
-    async def _upload_renamed(self, localpath: str, remotepath: str) -> None:
-        mode = await self._mode(remotepath)
-        if mode is not None and stat.S_ISDIR(mode):
-            raise PathIsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), remotepath)
-        directory = posixpath.dirname(remotepath) or '/'
-        temporary = f'.aiida-firecrest-upload-{uuid.uuid4().hex}'
-        with translate_errors(remotepath):
-            await self.client.upload(self._system, localpath, directory, temporary)
-        try:
-            await self._mv(posixpath.join(directory, temporary), remotepath)
-        except BaseException:
-            await self.rmtree_async(posixpath.join(directory, temporary))
-            raise
-
-    async def _download(self, remotepath: str, localpath: str, size: int | None = None) -> None:
-        """Fetch the remote file ``remotepath`` into ``localpath``: in one request below the direct limit (the server
-        answers 413 above it), else through the staging area, verified with SHA-256.
-
-        :param size: the size, if a listing told it: a file known to be above the limit skips the direct attempt.
-        :raises PathIsADirectoryError: if ``remotepath`` is a directory.
-        :raises PathNotFoundError: if it does not exist.
-        """
-        staged = False
-        if size is not None and size >= (self._known_direct_limit() or PYFIRECREST_DIRECT_LIMIT):
-            staged = size >= await self._direct_limit()
-        async with self._semaphore:
-            if not staged:
-                try:
-                    with translate_errors(remotepath):
-                        content = await self.client.download_direct(self._system, remotepath)
-                    await asyncio.to_thread(Path(localpath).write_bytes, content)
-                    return
-                except DirectTransferTooLargeError:
-                    await self._direct_limit_after_413()
-            with translate_errors(remotepath):
-                await self.client.download(self._system, remotepath, localpath, account=self._billing_account)
-        await self._verify_checksum(localpath, remotepath)
-
-    async def _verify_checksum(self, localpath: str, remotepath: str) -> None:
-        """Compare the SHA-256 of both copies of a file after a staged transfer.
-
-        :raises ChecksumMismatchError: if they differ.
-        """
-
-        async def remote() -> str:
-            with translate_errors(remotepath):
-                return str((await self.client.checksum(self._system, remotepath))['checksum']).lower()
-
-        local_sum, remote_sum = await self._gather([asyncio.to_thread(archive.sha256_of, localpath), remote()])
-        if local_sum != remote_sum:
-            raise ChecksumMismatchError(
-                f'the SHA-256 of {remotepath} ({remote_sum}) differs from that of {localpath} ({local_sum}) '
-                'after a staged transfer'
-            )
 
     # --- put ------------------------------------------------------------------------------------------------------
 
@@ -1205,14 +607,14 @@ class FirecrestTransport(AsyncTransport):
             if has_magic(remotepath):
                 raise InvalidArgumentError('Pathname patterns are not allowed in the destination')
             matches = glob.glob(localpath)
-            mode = await self._mode(remotepath)
+            mode = await self._backend.mode(remotepath)
             remote_is_dir = mode is not None and stat.S_ISDIR(mode)
             if len(matches) > 1 and mode is None:
                 raise PathNotFoundError(errno.ENOENT, 'Remote directory does not exist', remotepath)
             if len(matches) > 1 and not remote_is_dir:
                 raise PathNotADirectoryError(errno.ENOTDIR, 'Remote destination is not a directory', remotepath)
             files = [match for match in matches if os.path.isfile(match)]
-            await self._gather(
+            await gather(
                 self.putfile_async(
                     match,
                     posixpath.join(remotepath, os.path.basename(match)) if remote_is_dir else remotepath,
@@ -1278,7 +680,7 @@ class FirecrestTransport(AsyncTransport):
             return
         if os.path.isdir(localpath):
             raise PathIsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), localpath)
-        await self._upload(localpath, remotepath)
+        await self._backend.upload(localpath, remotepath)
         if preserve:
             await self.chmod_async(remotepath, stat.S_IMODE(os.stat(localpath).st_mode))
 
@@ -1300,14 +702,10 @@ class FirecrestTransport(AsyncTransport):
         remove it: three requests."""
         remote_archive = self._temporary_remote_path(beside, '.tar.gz')
         await self._upload_temporary(local_archive, remote_archive)
-        self._fresh.forget(directory)
         try:
-            with translate_errors(directory):
-                await self.client.extract(
-                    self._system, remote_archive, directory, compression='gzip', account=self._billing_account
-                )
+            await self._backend.extract(remote_archive, directory, 'gzip', path=directory)
         finally:
-            await self._rm(remote_archive)
+            await self._backend.rm(remote_archive)
 
     async def puttree_async(
         self,
@@ -1368,7 +766,7 @@ class FirecrestTransport(AsyncTransport):
             await asyncio.to_thread(
                 archive.create_archive, localpath, local_archive, arcname=name, dereference=dereference
             )
-            await self._upload(local_archive, destination)
+            await self._backend.upload(local_archive, destination)
         except PathIsADirectoryError:  # created behind this transport's back: take the usual path
             self._fresh.forget(posixpath.dirname(destination))
             return False
@@ -1387,10 +785,10 @@ class FirecrestTransport(AsyncTransport):
         """Return where a tree goes (``remotepath``, or inside it if it is a directory) and whether that directory
         exists now (created here). One ``mkdir`` for a fresh destination."""
         try:
-            await self._mkdir(remotepath, parents=False)
+            await self._backend.mkdir(remotepath, parents=False)
             return posixpath.normpath(remotepath), True
         except PathNotFoundError:
-            await self._mkdir(remotepath, parents=True)
+            await self._backend.mkdir(remotepath, parents=True)
             return posixpath.normpath(remotepath), True
         except PathExistsError:
             if not await self.isdir_async(remotepath):
@@ -1416,10 +814,10 @@ class FirecrestTransport(AsyncTransport):
     async def _upload_temporary(self, localpath: str, remotepath: str) -> None:
         """Upload to the temporary directory, creating it on first use."""
         try:
-            await self._upload(localpath, remotepath)
+            await self._backend.upload(localpath, remotepath)
         except PathNotFoundError:
-            await self._mkdir(posixpath.dirname(remotepath), parents=True)
-            await self._upload(localpath, remotepath)
+            await self._backend.mkdir(posixpath.dirname(remotepath), parents=True)
+            await self._backend.upload(localpath, remotepath)
 
     async def _puttree_files(
         self, localpath: str, destination: str, created: bool, directories: list[str], files: list[str], preserve: bool
@@ -1429,12 +827,12 @@ class FirecrestTransport(AsyncTransport):
         needed = [remote[path] for path in leaves]
         if not created and not directories:
             needed = [destination]
-        await self._gather(self._mkdir(path, parents=True) for path in needed)
+        await gather(self._backend.mkdir(path, parents=True) for path in needed)
 
         def target(relative: str) -> str:
             return posixpath.join(destination, *relative.split(os.sep))
 
-        await self._gather(
+        await gather(
             self.putfile_async(os.path.join(localpath, relative), target(relative), True, True, preserve)
             for relative in files
         )
@@ -1470,21 +868,21 @@ class FirecrestTransport(AsyncTransport):
         if has_magic(remotepath):
             if has_magic(localpath):
                 raise InvalidArgumentError('Pathname patterns are not allowed in the localpath')
-            matches = await self._glob_entries(remotepath)
+            matches = await glob_entries(self._backend, remotepath)
             if len(matches) > 1 and os.path.isfile(localpath):
                 raise PathNotADirectoryError(errno.ENOTDIR, 'Local destination is not a directory', localpath)
             if len(matches) > 1 and not os.path.exists(localpath):
                 raise PathNotFoundError(errno.ENOENT, 'Local directory does not exist', localpath)
             into = len(matches) > 1 or os.path.isdir(localpath)
-            flags = await self._gather(self._entry_is_dir(path, entry) for path, entry in matches)
-            await self._gather(
+            flags = await gather(entry_is_dir(self._backend, path, entry) for path, entry in matches)
+            await gather(
                 self.getfile_async(
                     path,
                     os.path.join(localpath, posixpath.basename(path)) if into else localpath,
                     dereference,
                     overwrite,
                     preserve,
-                    size=_size(entry),
+                    size=entry_size(entry),
                 )
                 for (path, entry), is_dir in zip(matches, flags, strict=True)
                 if not is_dir
@@ -1530,13 +928,13 @@ class FirecrestTransport(AsyncTransport):
         if os.path.lexists(localpath) and not overwrite:
             raise PathExistsError(errno.EEXIST, 'Destination already exists: not overwriting it', localpath)
         if not dereference:
-            entries = await self._ls(remotepath)
+            entries = await self._backend.ls(remotepath)
             if len(entries) == 1 and entries[0]['type'] == 'l' and str(entries[0]['name']).startswith('/'):
                 await asyncio.to_thread(archive.make_link, str(entries[0]['linkTarget']), localpath)
                 return
-        await self._download(remotepath, localpath, size)
+        await self._backend.download(remotepath, localpath, size)
         if preserve:
-            answer = await self._stat(remotepath, dereference=True)
+            answer = await self._backend.stat(remotepath, dereference=True)
             await asyncio.to_thread(archive.set_mode_and_time, localpath, int(answer['mode']), float(answer['mtime']))
 
     async def gettree_async(
@@ -1565,7 +963,7 @@ class FirecrestTransport(AsyncTransport):
         :raises UnsafeArchiveError: if the archive would write outside ``localpath``.
         """
         remotepath, localpath = self._remote(remotepath), self._local(localpath)
-        entries = await self._list_directory(remotepath, recursive=True)
+        entries = await self._backend.list_directory(remotepath, recursive=True)
         if os.path.exists(localpath) and not overwrite:
             raise PathExistsError(errno.EEXIST, "Can't overwrite existing files", localpath)
         if os.path.isfile(localpath):
@@ -1581,7 +979,7 @@ class FirecrestTransport(AsyncTransport):
                         target = os.path.join(localpath, *str(entry['name']).split('/'))
                         await asyncio.to_thread(archive.make_link, str(entry['linkTarget']), target)
             if preserve:
-                await asyncio.to_thread(_preserve_all, localpath, entries)
+                await asyncio.to_thread(preserve_all, localpath, entries)
         else:
             await self._gettree_files(remotepath, localpath, entries, dereference, preserve)
 
@@ -1593,7 +991,7 @@ class FirecrestTransport(AsyncTransport):
             try:
                 with translate_errors(remotepath):
                     await self._compress_into_temporary(remotepath, remote_archive, dereference)
-                await self._download(remote_archive, local_archive)
+                await self._backend.download(remote_archive, local_archive)
             finally:
                 await self.rmtree_async(remote_archive)
             # the server archives the directory under its own name: strip it. Links are recreated from the listing
@@ -1606,18 +1004,12 @@ class FirecrestTransport(AsyncTransport):
 
     async def _compress_into_temporary(self, source: str, target: str, dereference: bool) -> None:
         try:
-            with translate_errors(source):
-                await self.client.compress(
-                    self._system, source, target, dereference=dereference, account=self._billing_account
-                )
+            await self._backend.compress(source, target, dereference=dereference, path=source)
         except PathNotFoundError:
             if not self._temp_directory or await self.isdir_async(self._temp_directory):
                 raise
-            await self._mkdir(self._temp_directory, parents=True)
-            with translate_errors(source):
-                await self.client.compress(
-                    self._system, source, target, dereference=dereference, account=self._billing_account
-                )
+            await self._backend.mkdir(self._temp_directory, parents=True)
+            await self._backend.compress(source, target, dereference=dereference, path=source)
 
     async def _gettree_files(
         self, remotepath: str, localpath: str, entries: list[dict[str, Any]], dereference: bool, preserve: bool
@@ -1631,7 +1023,7 @@ class FirecrestTransport(AsyncTransport):
         links = [entry for entry in entries if entry['type'] == 'l']
         linked_dirs: set[str] = set()
         if links and dereference:
-            flags = await self._gather(self.isdir_async(posixpath.join(remotepath, entry['name'])) for entry in links)
+            flags = await gather(self.isdir_async(posixpath.join(remotepath, entry['name'])) for entry in links)
             linked_dirs = {entry['name'] for entry, is_dir in zip(links, flags, strict=True) if is_dir}
         downloads = [entry for entry in entries if entry['type'] == '-']
         if dereference:
@@ -1639,9 +1031,11 @@ class FirecrestTransport(AsyncTransport):
         else:
             for entry in links:
                 await asyncio.to_thread(archive.make_link, str(entry['linkTarget']), local(entry))
-        await self._gather(
-            self._download(
-                posixpath.join(remotepath, entry['name']), local(entry), _size(entry) if entry['type'] == '-' else None
+        await gather(
+            self._backend.download(
+                posixpath.join(remotepath, entry['name']),
+                local(entry),
+                entry_size(entry) if entry['type'] == '-' else None,
             )
             for entry in downloads
         )
@@ -1650,7 +1044,7 @@ class FirecrestTransport(AsyncTransport):
                 posixpath.join(remotepath, name), os.path.join(localpath, *name.split('/')), dereference, True, preserve
             )
         if preserve:
-            await asyncio.to_thread(_preserve_all, localpath, [entry for entry in entries if entry['type'] != 'l'])
+            await asyncio.to_thread(preserve_all, localpath, [entry for entry in entries if entry['type'] != 'l'])
 
     # --- archives on the server -----------------------------------------------------------------------------------
 
@@ -1681,7 +1075,7 @@ class FirecrestTransport(AsyncTransport):
             raise InvalidArgumentError(f'Unsupported compression format: {format}')
         root = posixpath.normpath(self._remote(root_dir))
         destination = self._remote(remotedestination)
-        root_mode, destination_mode = await self._gather([self._mode(root), self._mode(destination)])
+        root_mode, destination_mode = await gather([self._backend.mode(root), self._backend.mode(destination)])
         if root_mode is None or not stat.S_ISDIR(root_mode):
             raise PathNotADirectoryError(
                 errno.ENOTDIR, 'The relative root does not exist, or is not a directory.', root
@@ -1691,7 +1085,7 @@ class FirecrestTransport(AsyncTransport):
         if destination_mode is not None and not overwrite:
             raise PathExistsError(errno.EEXIST, 'The remote destination already exists.', destination)
         sources = remotesources if isinstance(remotesources, list) else [remotesources]
-        found = await self._gather(self._compress_sources(self._remote(source)) for source in sources)
+        found = await gather(self._compress_sources(self._remote(source)) for source in sources)
         relative = []
         for path in (path for paths in found for path in paths):
             name = posixpath.relpath(posixpath.normpath(path), root)
@@ -1699,29 +1093,18 @@ class FirecrestTransport(AsyncTransport):
                 raise InvalidArgumentError(f'{path} is not inside the root directory {root}')
             relative.append(name)
         await self.makedirs_async(posixpath.dirname(posixpath.normpath(destination)), ignore_existing=True)
-        compression = COMPRESSION_OF_FORMAT[format]
-        with translate_errors(destination):
-            if len(relative) == 1 and '/' not in relative[0] and relative[0] != '.':
-                await self.client.compress(
-                    self._system,
-                    posixpath.join(root, relative[0]),
-                    destination,
-                    dereference=dereference,
-                    compression=compression,
-                    account=self._billing_account,
-                )
-            else:
-                names = r'\|'.join(_emacs_regex_escape(name) for name in relative)
-                pattern = r'[^/]*' if relative == ['.'] else rf'[^/]*/\({names}\)'
-                await self.client.compress(
-                    self._system,
-                    root,
-                    destination,
-                    dereference=dereference,
-                    compression=compression,
-                    match_pattern=rf'{pattern}\(/.*\)?',
-                    account=self._billing_account,
-                )
+        if len(relative) == 1 and '/' not in relative[0] and relative[0] != '.':
+            source, pattern = posixpath.join(root, relative[0]), None
+        else:
+            source, pattern = root, members_pattern(relative)
+        await self._backend.compress(
+            source,
+            destination,
+            dereference=dereference,
+            compression=COMPRESSION_OF_FORMAT[format],
+            match_pattern=pattern,
+            path=destination,
+        )
 
     async def _compress_sources(self, source: str) -> list[str]:
         if has_magic(source):
@@ -1758,7 +1141,7 @@ class FirecrestTransport(AsyncTransport):
         source, destination = self._remote(remotesource), posixpath.normpath(self._remote(remotedestination))
         if not await self.path_exists_async(source):
             raise PathNotFoundError(errno.ENOENT, 'The remote archive does not exist', source)
-        compression = await self._compression_of(source)
+        compression = await compression_of(self._backend, source)
         if not strip_components:
             await self.makedirs_async(destination, ignore_existing=True)
             await self._extract(source, destination, compression)
@@ -1767,63 +1150,13 @@ class FirecrestTransport(AsyncTransport):
         await self.makedirs_async(temporary, ignore_existing=True)
         try:
             await self._extract(source, temporary, compression)
-            await self._move_stripped(temporary, destination, strip_components)
+            await move_stripped(self._backend, temporary, destination, strip_components)
         finally:
             await self.rmtree_async(temporary)
 
     async def _extract(self, source: str, destination: str, compression: str) -> None:
-        self._fresh.forget(destination)
-        with translate_errors(source):
-            await self.client.extract(
-                self._system, source, destination, compression=compression, account=self._billing_account
-            )
-
-    async def _compression_of(self, source: str) -> str:
-        """The compression of a remote archive: from its name, else from ``file``."""
-        name = source.lower()
-        for suffix, compression in sorted(_COMPRESSION_OF_SUFFIX.items(), key=lambda item: -len(item[0])):
-            if name.endswith(suffix):
-                return compression
-        with translate_errors(source):
-            description = str(await self.client.file_type(self._system, source))
-        for word, compression in _COMPRESSION_OF_FILE_TYPE.items():
-            if word in description.lower():
-                return compression
-        return 'none'
-
-    async def _move_stripped(self, temporary: str, destination: str, strip_components: int) -> None:
-        entries = await self._list_directory(temporary, recursive=True)
-        items = [str(entry['name']) for entry in entries if len(str(entry['name']).split('/')) == strip_components + 1]
-        if not items:
-            await self.makedirs_async(destination, ignore_existing=True)
-            return
-        parents = {posixpath.dirname(item) for item in items}
-        existing = await self._list_or_empty(destination)
-        if len(parents) == 1 and not existing[1]:
-            if existing[0]:
-                await self._rm(destination)
-            else:
-                await self.makedirs_async(posixpath.dirname(destination), ignore_existing=True)
-            await self._mv(posixpath.join(temporary, parents.pop()), destination)
-            return
-        if not existing[0]:
-            await self.makedirs_async(destination, ignore_existing=True)
-        present = {entry['name'] for entry in existing[1]}
-        await self._gather(self._replace(posixpath.join(temporary, item), destination, present) for item in items)
-
-    async def _replace(self, source: str, directory: str, present: set[str]) -> None:
-        name = posixpath.basename(source)
-        if name in present:
-            await self._rm(posixpath.join(directory, name))
-        await self._mv(source, posixpath.join(directory, name))
-
-    async def _mv(self, source: str, destination: str) -> None:
-        self._fresh.forget(source)
-        self._fresh.touched(destination)
-        self._fresh.touched(posixpath.join(destination, posixpath.basename(source)))
-        with translate_errors(source):
-            job = await self.client.mv(self._system, source, destination, account=self._billing_account, blocking=False)
-            await self.client.wait_for_transfer(job, destination)
+        """Extract the remote archive ``source`` into the existing remote directory ``destination``: one request."""
+        await self._backend.extract(source, destination, compression, path=source)
 
     # --- what FirecREST cannot do ---------------------------------------------------------------------------------
 
@@ -1856,23 +1189,3 @@ class FirecrestTransport(AsyncTransport):
             'transport. Log in to the cluster with ssh and cd to '
             f'{remotedir if remotedir else "the working directory"}, or use `verdi calcjob remotecat`.'
         )
-
-
-def _size(entry: dict[str, Any] | None) -> int | None:
-    if entry is None or entry.get('type') != '-':
-        return None
-    try:
-        return int(str(entry.get('size')))
-    except ValueError:
-        return None
-
-
-def _preserve_all(root: str, entries: list[dict[str, Any]]) -> None:
-    """Set the permissions and modification times of a fetched tree from its listing (deepest first)."""
-    for entry in sorted(entries, key=lambda entry: -str(entry['name']).count('/')):
-        if entry['type'] == 'l':
-            continue
-        attributes = attributes_of_entry(entry)
-        path = os.path.join(root, *str(entry['name']).split('/'))
-        if os.path.lexists(path):
-            archive.set_mode_and_time(path, attributes['st_mode'], attributes['st_mtime'])

@@ -1,0 +1,455 @@
+"""The requests of the ``firecrest`` transport: everything it asks FirecREST, about one system.
+
+:class:`FirecrestBackend` holds the connection (the token, the request budget and the pyfirecrest client), the facts
+about the server (its direct-transfer limit, the user name, cached for the process) and one coroutine per operation,
+with the errors translated to those of :mod:`aiida_firecrest.errors` and their effect on the directories the transport
+created noted in its :class:`~aiida_firecrest.fresh.FreshDirectories`. A file goes up or down in one request below the
+direct-transfer limit, through the staging area (checked with SHA-256) above it. The transport checks the arguments of
+the AiiDA transport contract and composes these operations, as aiida-core's ``ssh_async`` does with its backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import posixpath
+import re
+import stat
+import uuid
+from collections.abc import Awaitable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiida.common.exceptions import InvalidOperation
+
+from . import archive
+from .auth import DEFAULT_MIN_TOKEN_VALIDITY, ClientCredentialsAuth, read_client_secret, shared_auth
+from .client import FACTS, PYFIRECREST_DIRECT_LIMIT, FirecrestClient, ssl_context
+from .errors import (
+    ChecksumMismatchError,
+    DirectTransferTooLargeError,
+    FirecrestConfigurationError,
+    PathExistsError,
+    PathIsADirectoryError,
+    PathNotADirectoryError,
+    PathNotFoundError,
+    translate_errors,
+)
+from .fresh import FreshDirectories
+from .ratelimit import shared_budget
+
+__all__ = ('MISSING', 'FirecrestBackend', 'gather')
+
+T = TypeVar('T')
+
+MISSING = (PathNotFoundError, PathNotADirectoryError)
+"""What a ``stat`` or ``ls`` raises for a path that does not exist (a component may be a file)."""
+
+_UNSENDABLE_NAME = re.compile(r'["\\\x00-\x1f]')
+"""Characters that httpx percent-encodes in the file name of a multipart upload."""
+
+
+async def gather(coroutines: Iterable[Awaitable[T]]) -> list[T]:
+    """Await the coroutines concurrently; on the first failure, cancel the others and raise it."""
+    tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+class FirecrestBackend:
+    """The FirecREST requests of one transport, about the system ``system``.
+
+    Creating one makes no request and does no I/O; :meth:`open` reads the client secret and prepares the HTTP client.
+    Tokens, the request budget and the facts about the server are shared by all backends of the process.
+
+    :param fresh: what the transport knows about the directories it created; the operations here keep it up to date.
+    :param max_direct_size: the size from which files go through the staging area; 0 for the server's limit.
+    :param max_concurrency: file transfers in flight at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        token_uri: str,
+        client_id: str,
+        client_secret: str,
+        system: str,
+        billing_account: str | None,
+        max_direct_size: int,
+        max_concurrency: int,
+        requests_per_second: float,
+        requests_per_minute: float,
+        http_timeout: float,
+        fresh: FreshDirectories,
+    ) -> None:
+        self.url = url
+        self.system = system
+        self.billing_account = billing_account
+        self._token_uri = token_uri
+        self._client_id = client_id
+        self._client_secret_source = client_secret
+        self._max_direct_size = max_direct_size
+        self._requests_per_second = requests_per_second
+        self._requests_per_minute = requests_per_minute
+        self._http_timeout = http_timeout
+        self._fresh = fresh
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._client: FirecrestClient | None = None
+        self._auth: ClientCredentialsAuth | None = None
+
+    @property
+    def client(self) -> FirecrestClient:
+        """The pyfirecrest client, while open.
+
+        :raises InvalidOperation: if the backend is not open.
+        """
+        if self._client is None:
+            raise InvalidOperation('the firecrest transport is not open')
+        return self._client
+
+    # --- open and close -------------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Read the client secret and prepare the HTTP client; no request to any server.
+
+        :raises FirecrestConfigurationError: if the client secret cannot be read or its file is not private.
+        """
+        secret = await asyncio.to_thread(read_client_secret, self._client_secret_source)
+        self._auth = shared_auth(self._token_uri, self._client_id, min_validity=DEFAULT_MIN_TOKEN_VALIDITY)
+        self._auth.set_secret(secret)
+        budget = shared_budget(self.url, self._client_id, self._requests_per_second, self._requests_per_minute)
+        self._client = FirecrestClient(
+            self.url, self._auth, budget=budget, timeout=self._http_timeout, verify=await ssl_context()
+        )
+        limit = self._known_direct_limit()
+        if limit is not None:
+            self._client.MAX_DIRECT_UPLOAD_SIZE = limit
+
+    async def close(self) -> None:
+        """Close the HTTP connections."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close_session()
+
+    # --- facts about the server, cached process-wide -----------------------------------------------------------
+
+    def _facts_key(self, kind: str) -> tuple[str, ...]:
+        return (kind, self.url, self._client_id, self.system)
+
+    async def _system_description(self) -> dict[str, Any]:
+        async def fetch() -> dict[str, Any]:
+            with translate_errors():
+                systems = await self.client.systems()
+            for system in systems:
+                if str(system.get('name', '')).lower() == self.system.lower():
+                    return dict(system)
+            names = ', '.join(str(system.get('name')) for system in systems)
+            raise FirecrestConfigurationError(
+                f'FirecREST at {self.url} has no system {self.system!r} (it has: {names})'
+            )
+
+        return await FACTS.get(self._facts_key('system'), fetch)
+
+    def _known_direct_limit(self) -> int | None:
+        if self._max_direct_size > 0:
+            return self._max_direct_size
+        limit = FACTS.peek(self._facts_key('direct_limit'))
+        return None if limit is None else int(limit)
+
+    async def _server_direct_limit(self) -> int:
+        """The direct-transfer limit the server reports (``/status/systems``, asked once per process)."""
+
+        async def fetch() -> int:
+            operations = (await self._system_description()).get('dataOperation') or {}
+            limit = operations.get('max_ops_file_size', operations.get('maxOpsFileSize'))
+            return int(limit) if limit else PYFIRECREST_DIRECT_LIMIT
+
+        limit = await FACTS.get(self._facts_key('direct_limit'), fetch)
+        return limit
+
+    async def _direct_limit(self) -> int:
+        """The size from which files go through the staging area: the option, else the server's limit."""
+        limit = self._max_direct_size or await self._server_direct_limit()
+        self.client.MAX_DIRECT_UPLOAD_SIZE = limit
+        return limit
+
+    async def _direct_limit_after_413(self) -> int:
+        """The server's own limit, after it refused a direct transfer (the ``max_direct_size`` option was too high)."""
+        limit = await self._server_direct_limit()
+        self.client.MAX_DIRECT_UPLOAD_SIZE = limit
+        return limit
+
+    async def username(self) -> str:
+        """The user name on the cluster: the ``preferred_username`` claim of the access token when it has one, else
+        ``/status/{system}/userinfo``, asked once per process.
+
+        :raises InvalidOperation: if the backend was never opened.
+        """
+        if self._auth is None:
+            raise InvalidOperation('the firecrest transport is not open')
+        await self._auth.access_token()
+        username = self._auth.claims.get('preferred_username')
+        if isinstance(username, str) and username:
+            return username
+
+        async def fetch() -> str:
+            with translate_errors():
+                info = await self.client.userinfo(self.system)
+            return str(info['user']['name'])
+
+        return await FACTS.get(self._facts_key('user'), fetch)
+
+    # --- queries --------------------------------------------------------------------------------------------------
+
+    async def stat(self, path: str, *, dereference: bool) -> dict[str, Any]:
+        """The ``stat`` of ``path`` (of what it links to, if ``dereference``)."""
+        with translate_errors(path):
+            return await self.client.stat(self.system, path, dereference=dereference)
+
+    async def stat_or_none(self, path: str, *, dereference: bool = True) -> dict[str, Any] | None:
+        """The ``stat`` of ``path``, None if it does not exist."""
+        try:
+            return await self.stat(path, dereference=dereference)
+        except MISSING:
+            return None
+
+    async def mode(self, path: str, *, dereference: bool = True) -> int | None:
+        """The ``st_mode`` of ``path`` (of what it links to, if ``dereference``), None if it does not exist."""
+        answer = await self.stat_or_none(path, dereference=dereference)
+        return None if answer is None else int(answer['mode'])
+
+    async def ls(self, path: str, *, recursive: bool = False, dereference: bool = False) -> list[dict[str, Any]]:
+        """The ``ls`` of ``path`` as the server answers it: hidden entries included, numeric user and group ids."""
+        with translate_errors(path):
+            return await self.client.list_files(
+                self.system, path, show_hidden=True, recursive=recursive, numeric_uid=True, dereference=dereference
+            )
+
+    async def list_directory(
+        self, path: str, *, recursive: bool = False, dereference: bool = False
+    ) -> list[dict[str, Any]]:
+        """The entries of the directory ``path`` (of what it links to, if it is a link), in one request.
+
+        :raises PathNotADirectoryError: if ``path`` is not a directory.
+        :raises PathNotFoundError: if it does not exist.
+        """
+        entries = await self.ls(path, recursive=recursive, dereference=dereference)
+        if len(entries) == 1 and str(entries[0]['name']).startswith('/'):
+            # ``ls`` of anything but a directory lists that thing itself, named by its full path
+            if entries[0]['type'] == 'l' and not dereference:
+                return await self.list_directory(path, recursive=recursive, dereference=True)
+            if entries[0]['type'] != 'd':
+                raise PathNotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+        return [entry for entry in entries if entry['name'] not in ('.', '..')]
+
+    async def list_or_empty(self, directory: str) -> tuple[bool, list[dict[str, Any]]]:
+        """Whether ``directory`` exists, and its entries."""
+        try:
+            return True, await self.list_directory(directory)
+        except MISSING:
+            return False, []
+
+    async def file_type(self, path: str) -> str:
+        """What ``file`` says of ``path``."""
+        with translate_errors(path):
+            return str(await self.client.file_type(self.system, path))
+
+    # --- changes --------------------------------------------------------------------------------------------------
+
+    async def mkdir(self, path: str, *, parents: bool) -> None:
+        """Create the directory ``path`` (``mkdir``, or ``mkdir -p`` with ``parents``)."""
+        with translate_errors(path):
+            await self.client.mkdir(self.system, path, create_parents=parents)
+        if parents:
+            self._fresh.touched(path)
+        else:
+            self._fresh.created(path)
+
+    async def rm(self, path: str) -> None:
+        """Remove ``path`` and everything below it (``rm -R``)."""
+        self._fresh.forget(path)
+        with translate_errors(path):
+            await self.client.rm(self.system, path, account=self.billing_account)
+
+    async def chmod(self, path: str, mode: int) -> None:
+        """Set the permissions of ``path`` (of what it links to)."""
+        with translate_errors(path):
+            await self.client.chmod(self.system, path, format(mode, 'o'))
+
+    async def chown(self, path: str, uid: int, gid: int) -> None:
+        """Set the owner and group of ``path``."""
+        with translate_errors(path):
+            await self.client.chown(self.system, path, str(uid), str(gid))
+
+    async def symlink(self, source: str, link: str) -> None:
+        """Create the link ``link`` to ``source``: a ``stat`` to refuse an existing path, then ``symlink``.
+
+        :raises PathExistsError: if ``link`` exists.
+        """
+        if await self.stat_or_none(link, dereference=False) is not None:
+            raise PathExistsError(errno.EEXIST, os.strerror(errno.EEXIST), link)
+        with translate_errors(link):
+            await self.client.symlink(self.system, source, link)
+        self._fresh.touched(link)
+
+    async def cp(self, source: str, destination: str, dereference: bool) -> None:
+        """Copy with ``cp -R``: a transfer job, awaited."""
+        self._fresh.touched(destination)
+        self._fresh.touched(posixpath.join(destination, posixpath.basename(source)))
+        with translate_errors(source):
+            job = await self.client.cp(
+                self.system,
+                source,
+                destination,
+                dereference=dereference,
+                account=self.billing_account,
+                blocking=False,
+            )
+            await self.client.wait_for_transfer(job, destination)
+
+    async def mv(self, source: str, destination: str) -> None:
+        """Move with ``mv``: a transfer job, awaited."""
+        self._fresh.forget(source)
+        self._fresh.touched(destination)
+        self._fresh.touched(posixpath.join(destination, posixpath.basename(source)))
+        with translate_errors(source):
+            job = await self.client.mv(self.system, source, destination, account=self.billing_account, blocking=False)
+            await self.client.wait_for_transfer(job, destination)
+
+    async def compress(
+        self,
+        source: str,
+        target: str,
+        *,
+        dereference: bool,
+        compression: str = 'gzip',
+        match_pattern: str | None = None,
+        path: str,
+    ) -> None:
+        """Archive ``source`` into ``target`` with FirecREST's ``compress`` (a transfer job if it takes too long).
+
+        :param match_pattern: a ``find -regex`` selecting the members (of ``source``, a directory).
+        :param path: the path the errors name.
+        """
+        with translate_errors(path):
+            await self.client.compress(
+                self.system,
+                source,
+                target,
+                dereference=dereference,
+                compression=compression,
+                match_pattern=match_pattern,
+                account=self.billing_account,
+            )
+
+    async def extract(self, source: str, destination: str, compression: str, *, path: str) -> None:
+        """Extract the archive ``source`` into the directory ``destination`` with FirecREST's ``extract``.
+
+        :param path: the path the errors name.
+        """
+        self._fresh.forget(destination)
+        with translate_errors(path):
+            await self.client.extract(
+                self.system, source, destination, compression=compression, account=self.billing_account
+            )
+
+    # --- single files up and down ---------------------------------------------------------------------------------
+
+    async def upload(self, localpath: str, remotepath: str) -> None:
+        """Send the local file ``localpath`` to ``remotepath``: directly in one request below the direct limit, else
+        through the staging area, verified with SHA-256.
+
+        A direct upload names the file in a multipart header, where httpx percent-encodes ``"``, ``\\`` and control
+        characters (and servers do not decode them): such a file goes up under a temporary name and is moved into
+        place (a transfer job).
+
+        :raises PathIsADirectoryError: if ``remotepath`` is a directory.
+        :raises PathNotFoundError: if its parent directory does not exist.
+        """
+        directory, filename = posixpath.split(remotepath)
+        directory = directory or '/'
+        size = os.stat(localpath).st_size
+        self._fresh.touched(remotepath)
+        limit = self._known_direct_limit() or PYFIRECREST_DIRECT_LIMIT
+        if size >= limit:
+            limit = await self._direct_limit()
+        async with self._semaphore:
+            if size < limit and _UNSENDABLE_NAME.search(filename):
+                await self._upload_renamed(localpath, remotepath)
+                return
+            if size < limit:
+                try:
+                    with translate_errors(remotepath):
+                        await self.client.upload(self.system, localpath, directory, filename)
+                    return
+                except DirectTransferTooLargeError:
+                    limit = await self._direct_limit_after_413()
+                    if size < limit:
+                        raise
+            with translate_errors(remotepath):
+                await self.client.upload(self.system, localpath, directory, filename, account=self.billing_account)
+        await self._verify_checksum(localpath, remotepath)
+
+    async def _upload_renamed(self, localpath: str, remotepath: str) -> None:
+        mode = await self.mode(remotepath)
+        if mode is not None and stat.S_ISDIR(mode):
+            raise PathIsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), remotepath)
+        directory = posixpath.dirname(remotepath) or '/'
+        temporary = f'.aiida-firecrest-upload-{uuid.uuid4().hex}'
+        with translate_errors(remotepath):
+            await self.client.upload(self.system, localpath, directory, temporary)
+        try:
+            await self.mv(posixpath.join(directory, temporary), remotepath)
+        except BaseException:
+            with contextlib.suppress(PathNotFoundError):
+                await self.rm(posixpath.join(directory, temporary))
+            raise
+
+    async def download(self, remotepath: str, localpath: str, size: int | None = None) -> None:
+        """Fetch the remote file ``remotepath`` into ``localpath``: in one request below the direct limit (the server
+        answers 413 above it), else through the staging area, verified with SHA-256.
+
+        :param size: the size, if a listing told it: a file known to be above the limit skips the direct attempt.
+        :raises PathIsADirectoryError: if ``remotepath`` is a directory.
+        :raises PathNotFoundError: if it does not exist.
+        """
+        staged = False
+        if size is not None and size >= (self._known_direct_limit() or PYFIRECREST_DIRECT_LIMIT):
+            staged = size >= await self._direct_limit()
+        async with self._semaphore:
+            if not staged:
+                try:
+                    with translate_errors(remotepath):
+                        content = await self.client.download_direct(self.system, remotepath)
+                    await asyncio.to_thread(Path(localpath).write_bytes, content)
+                    return
+                except DirectTransferTooLargeError:
+                    await self._direct_limit_after_413()
+            with translate_errors(remotepath):
+                await self.client.download(self.system, remotepath, localpath, account=self.billing_account)
+        await self._verify_checksum(localpath, remotepath)
+
+    async def _verify_checksum(self, localpath: str, remotepath: str) -> None:
+        """Compare the SHA-256 of both copies of a file after a staged transfer.
+
+        :raises ChecksumMismatchError: if they differ.
+        """
+
+        async def remote() -> str:
+            with translate_errors(remotepath):
+                return str((await self.client.checksum(self.system, remotepath))['checksum']).lower()
+
+        local_sum, remote_sum = await gather([asyncio.to_thread(archive.sha256_of, localpath), remote()])
+        if local_sum != remote_sum:
+            raise ChecksumMismatchError(
+                f'the SHA-256 of {remotepath} ({remote_sum}) differs from that of {localpath} ({local_sum}) '
+                'after a staged transfer'
+            )

@@ -1,0 +1,146 @@
+"""Working from listings of the server: glob patterns, links and canonical paths resolved with as few requests as
+possible, and what a listing entry tells (its size, and the modes and times to give a local copy).
+
+A listing (``ls``) gives the names, types and attributes of a whole directory in one request: nothing it told is asked
+again with ``stat``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+import posixpath
+import stat
+from typing import Any
+
+from aiida.transports.transport import has_magic
+
+from . import archive
+from .backend import MISSING, FirecrestBackend, gather
+from .client import attributes_of_entry
+from .errors import AccessDeniedError, FirecrestApiError, FirecrestError
+
+__all__ = (
+    'entry_is_dir',
+    'entry_size',
+    'glob_entries',
+    'links_to_directories',
+    'matching',
+    'preserve_all',
+    'realpath',
+)
+
+_MAX_LINKS = 40
+"""Links followed while resolving a path before it counts as a cycle (as the kernel's ``ELOOP``)."""
+
+
+def matching(entries: list[dict[str, Any]], pattern: str | None) -> list[dict[str, Any]]:
+    """Filter listing entries by a glob ``pattern``, with :func:`glob.glob`'s rule for hidden names."""
+    if not pattern:
+        return entries
+    hidden_too = pattern.startswith('.')
+    return [
+        entry
+        for entry in entries
+        if fnmatch.fnmatchcase(entry['name'], pattern) and (hidden_too or not entry['name'].startswith('.'))
+    ]
+
+
+async def glob_entries(backend: FirecrestBackend, pathname: str) -> list[tuple[str, dict[str, Any] | None]]:
+    """The paths matching ``pathname`` with their listing entries (None for a directory matched by a pattern ending
+    with ``/``): one ``ls`` per directory the pattern's last component is matched in."""
+    dirname, basename = posixpath.split(pathname)
+    if has_magic(dirname):
+        candidates = await glob_entries(backend, dirname)
+        flags = await gather(entry_is_dir(backend, path, entry) for path, entry in candidates)
+        directories = [path for (path, _), is_dir in zip(candidates, flags, strict=True) if is_dir]
+    else:
+        directories = [dirname]
+    listings = await gather(backend.list_or_empty(directory) for directory in directories)
+    matches: list[tuple[str, dict[str, Any] | None]] = []
+    for directory, (exists, entries) in zip(directories, listings, strict=True):
+        if not basename:  # a pattern ending with '/' matches directories
+            if exists:
+                matches.append((directory + '/', None))
+            continue
+        if has_magic(basename):
+            # as AiiDA's ``glob1``: hidden names only for a pattern starting with '.'
+            found = matching(entries, basename)
+        else:
+            found = [entry for entry in entries if entry['name'] == basename]
+        matches.extend((posixpath.join(directory, entry['name']), entry) for entry in found)
+    return matches
+
+
+async def entry_is_dir(backend: FirecrestBackend, path: str, entry: dict[str, Any] | None) -> bool:
+    """Whether a listed entry is a directory, following a link (which costs a ``stat``)."""
+    if entry is None or entry['type'] == 'd':
+        return True
+    if entry['type'] == 'l':
+        mode = await backend.mode(path)
+        return mode is not None and stat.S_ISDIR(mode)
+    return False
+
+
+async def links_to_directories(backend: FirecrestBackend, directory: str, links: list[str]) -> dict[str, bool]:
+    """Which of the links in ``directory`` lead to directories: one dereferencing ``ls``, or one ``stat`` each if
+    that fails (``ls -L`` fails on a broken link)."""
+    try:
+        followed = await backend.ls(directory, dereference=True)
+        types = {entry['name']: entry['type'] for entry in followed}
+        return {name: types.get(name) == 'd' for name in links}
+    except FirecrestError:
+        modes = await gather(backend.mode(posixpath.join(directory, name)) for name in links)
+        return {name: mode is not None and stat.S_ISDIR(mode) for name, mode in zip(links, modes, strict=True)}
+
+
+async def realpath(backend: FirecrestBackend, path: str, links_followed: int = 0) -> str:
+    """The canonical form of the absolute ``path``, as :func:`os.path.realpath` (not strict: a missing part is kept as
+    written): one ``stat`` per component, and an ``ls`` per link to read its target. Components outside the server's
+    file systems are taken as plain directories.
+
+    :raises FirecrestError: with ``errno.ELOOP`` for a cycle of links.
+    """
+    parts = [part for part in path.split('/') if part and part != '.']
+    resolved = '/'
+    for index, part in enumerate(parts):
+        if part == '..':
+            resolved = posixpath.dirname(resolved)
+            continue
+        candidate = posixpath.join(resolved, part)
+        try:
+            mode = int((await backend.stat(candidate, dereference=False))['mode'])
+        except MISSING:
+            return posixpath.normpath(posixpath.join(candidate, *parts[index + 1 :]))
+        except (FirecrestApiError, AccessDeniedError):
+            mode = stat.S_IFDIR  # outside the exposed file systems, or not ours to look at
+        if not stat.S_ISLNK(mode):
+            resolved = candidate
+            continue
+        if links_followed >= _MAX_LINKS:
+            raise FirecrestError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+        target = str((await backend.ls(candidate))[0]['linkTarget'])
+        resolved = await realpath(backend, posixpath.join(resolved, target), links_followed + 1)
+    return resolved
+
+
+def entry_size(entry: dict[str, Any] | None) -> int | None:
+    """The size of a listed regular file; None for anything else, or if the listing did not tell."""
+    if entry is None or entry.get('type') != '-':
+        return None
+    try:
+        return int(str(entry.get('size')))
+    except ValueError:
+        return None
+
+
+def preserve_all(root: str, entries: list[dict[str, Any]]) -> None:
+    """Set the permissions and modification times of a fetched tree from its listing (deepest first)."""
+    for entry in sorted(entries, key=lambda entry: -str(entry['name']).count('/')):
+        if entry['type'] == 'l':
+            continue
+        attributes = attributes_of_entry(entry)
+        path = os.path.join(root, *str(entry['name']).split('/'))
+        if os.path.lexists(path):
+            archive.set_mode_and_time(path, attributes['st_mode'], attributes['st_mtime'])

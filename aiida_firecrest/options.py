@@ -1,0 +1,223 @@
+"""The options of the ``firecrest`` transport: what ``verdi computer configure firecrest`` asks, with the defaults
+and the click callbacks that check each answer.
+
+:data:`AUTH_OPTIONS` is the transport's ``_valid_auth_options``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiida.transports.transport import validate_positive_number
+
+from .auth import validate_client_secret_option as _validate_client_secret
+from .ratelimit import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_REQUESTS_PER_SECOND
+
+__all__ = ('AUTH_OPTIONS', 'DEFAULT_ARCHIVE_THRESHOLD', 'DEFAULT_HTTP_TIMEOUT', 'DEFAULT_MAX_CONCURRENCY')
+
+DEFAULT_ARCHIVE_THRESHOLD = 8
+"""Trees with more entries travel as one archive: an archive costs about 4 requests, a tree one per file and folder."""
+
+DEFAULT_MAX_CONCURRENCY = 8
+"""Transfers in flight at once per transport (the request budget paces them anyway)."""
+
+DEFAULT_HTTP_TIMEOUT = 60.0
+"""Seconds to wait for the server to connect, send or answer (per read, not for a whole transfer)."""
+
+
+def _validate_url(ctx: Any, param: Any, value: Any) -> Any:
+    """Click callback: an ``http(s)://`` URL."""
+    import click
+
+    if value is not None and not str(value).startswith(('https://', 'http://')):
+        raise click.BadParameter(f'{value!r} is not an http(s) URL')
+    return value
+
+
+def _validate_absolute_path(ctx: Any, param: Any, value: Any) -> Any:
+    """Click callback: an absolute POSIX path."""
+    import click
+
+    if value and not str(value).startswith('/'):
+        raise click.BadParameter(f'{value!r} is not an absolute path')
+    return value
+
+
+def _validate_non_empty(ctx: Any, param: Any, value: Any) -> Any:
+    """Click callback: a non-empty string."""
+    import click
+
+    if value is not None and not str(value).strip():
+        raise click.BadParameter('must not be empty')
+    return value
+
+
+def _validate_at_least_one(ctx: Any, param: Any, value: Any) -> Any:
+    """Click callback: an integer of 1 or more."""
+    import click
+
+    if not isinstance(value, int) or value < 1:
+        raise click.BadParameter(f'{value} is not an integer of 1 or more')
+    return value
+
+
+AUTH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    (
+        'url',
+        {
+            'type': str,
+            'prompt': 'FirecREST URL',
+            'help': 'The URL of the FirecREST v2 API, e.g. https://api.cscs.ch/hpc/firecrest/v2.',
+            'non_interactive_default': False,
+            'callback': _validate_url,
+        },
+    ),
+    (
+        'token_uri',
+        {
+            'type': str,
+            'prompt': 'Token URI',
+            'help': 'The OAuth2 token endpoint of the identity provider, e.g. '
+            'https://auth.cscs.ch/auth/realms/firecrest-clients/protocol/openid-connect/token.',
+            'non_interactive_default': False,
+            'callback': _validate_url,
+        },
+    ),
+    (
+        'client_id',
+        {
+            'type': str,
+            'prompt': 'Client ID',
+            'help': 'The ID of your OIDC client (e.g. from the CSCS developer portal).',
+            'non_interactive_default': False,
+            'callback': _validate_non_empty,
+        },
+    ),
+    (
+        'client_secret',
+        {
+            'type': str,
+            'prompt': 'Client secret: a file (absolute path), env:VARNAME, or the secret itself',
+            'help': 'Where to read the client secret: the absolute path of a file that only you can read '
+            '(chmod 600; refused otherwise), or env:VARNAME for an environment variable of the AiiDA daemon. '
+            'The secret itself is written to a file readable by you alone in the AiiDA configuration folder, '
+            'and only that path is stored: options end up in the AiiDA database.',
+            'non_interactive_default': False,
+            'callback': _validate_client_secret,
+        },
+    ),
+    (
+        'compute_resource',
+        {
+            'type': str,
+            'prompt': 'Compute resource (system name)',
+            'help': 'The name of the system in FirecREST (as listed by GET /status/systems), e.g. daint.',
+            'non_interactive_default': False,
+            'callback': _validate_non_empty,
+        },
+    ),
+    (
+        'temp_directory',
+        {
+            'type': str,
+            'default': '',
+            'prompt': 'Temporary directory on the system (absolute path)',
+            'help': 'A directory on the cluster for the archives of tree transfers (removed after use), e.g. '
+            '$SCRATCH/.aiida-firecrest. Empty: next to the destination.',
+            'non_interactive_default': True,
+            'callback': _validate_absolute_path,
+        },
+    ),
+    (
+        'billing_account',
+        {
+            'type': str,
+            'default': '',
+            'prompt': 'Billing account for transfer jobs',
+            'help': 'The account billed for the jobs FirecREST runs for copies, moves and staged transfers of '
+            'large files. Empty: your default account.',
+            'non_interactive_default': True,
+        },
+    ),
+    (
+        'workdir',
+        {
+            'type': str,
+            'default': '',
+            'help': 'Not used by the transport: the work directory is set by `verdi computer setup --work-dir`. '
+            'Accepted so that the file of `firecrest_demo.py serve --config-out` can be given to --config as is.',
+            'non_interactive_default': True,
+            'prompt_fn': lambda ctx: False,
+        },
+    ),
+    (
+        'max_direct_size',
+        {
+            'type': int,
+            'default': 0,
+            'prompt': 'Direct-transfer limit in bytes (0: ask the server)',
+            'help': 'Files below this size are transferred directly, larger ones through the S3 staging area. '
+            '0 (recommended) uses the limit the server reports in GET /status/systems.',
+            'non_interactive_default': True,
+            'callback': validate_positive_number,
+        },
+    ),
+    (
+        'archive_threshold',
+        {
+            'type': int,
+            'default': DEFAULT_ARCHIVE_THRESHOLD,
+            'prompt': 'Entries above which a tree is transferred as one archive',
+            'help': 'A tree with more files and folders than this goes up or down as one tar archive (about 4 '
+            'requests), a smaller one file by file (one request each).',
+            'non_interactive_default': True,
+            'callback': validate_positive_number,
+        },
+    ),
+    (
+        'max_concurrency',
+        {
+            'type': int,
+            'default': DEFAULT_MAX_CONCURRENCY,
+            'prompt': 'Maximum concurrent transfers',
+            'help': 'File transfers in flight at once per transport.',
+            'non_interactive_default': True,
+            'callback': _validate_at_least_one,
+        },
+    ),
+    (
+        'requests_per_second',
+        {
+            'type': float,
+            'default': DEFAULT_REQUESTS_PER_SECOND,
+            'prompt': 'Requests per second',
+            'help': 'The client-side budget of FirecREST requests per second, shared by every transport of this '
+            'client in the process (CSCS allows 10). 0: no limit.',
+            'non_interactive_default': True,
+            'callback': validate_positive_number,
+        },
+    ),
+    (
+        'requests_per_minute',
+        {
+            'type': float,
+            'default': DEFAULT_REQUESTS_PER_MINUTE,
+            'prompt': 'Requests per minute',
+            'help': 'The client-side budget of FirecREST requests per minute (CSCS allows 120). 0: no limit.',
+            'non_interactive_default': True,
+            'callback': validate_positive_number,
+        },
+    ),
+    (
+        'http_timeout',
+        {
+            'type': float,
+            'default': DEFAULT_HTTP_TIMEOUT,
+            'prompt': 'HTTP timeout (s)',
+            'help': 'Seconds to wait for FirecREST to connect or to send the next part of an answer.',
+            'non_interactive_default': True,
+            'callback': validate_positive_number,
+        },
+    ),
+]
+"""The options of ``verdi computer configure firecrest``: ``(name, click specification)`` pairs."""
