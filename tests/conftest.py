@@ -2,7 +2,14 @@
 
 By default the tests run against the embedded local server (a fresh one per session). ``pytest --firecrest-config
 FILE`` runs them against any FirecREST v2 deployment instead, described by a JSON file with the keys that
-``firecrest_demo.py serve --config-out`` writes; tests that need the local server's internals then skip.
+``firecrest_demo.py serve --config-out`` writes. Tests that need the local server's internals then skip, with a
+reason: those that ask for ``local_server`` (or ``slurm_server``, ``any_backend_server``) and those marked
+``@pytest.mark.local_server(reason=...)``. Everything else reaches the server under test only through
+``firecrest_config``/``server_config`` and looks at its files through ``remote_files``, and so runs against either.
+
+Write ``--firecrest-config=FILE``, or name test paths (``pytest --firecrest-config FILE tests``): the option comes from
+this conftest, which pytest reads after its first look at the arguments, so a bare ``--firecrest-config FILE`` makes it
+take ``FILE`` for the test path (and fail on the unknown option).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from firecrest.v2 import AsyncFirecrest, Firecrest
 
 from aiida_firecrest.server import LocalFirecrest, ServerSettings
 from tests.openapi_contract import ResponseValidator
+from tests.remote_files import ClientFiles, DiskFiles, RemoteFiles
 
 pytest_plugins = ['aiida.tools.pytest_fixtures']
 
@@ -37,8 +45,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         '--firecrest-config',
         metavar='FILE',
         default=None,
-        help='run against the FirecREST v2 deployment described by this JSON file instead of the local server',
+        help='run against the FirecREST v2 deployment described by this JSON file instead of the local server '
+        '(write --firecrest-config=FILE unless test paths follow)',
     )
+
+
+LOCAL_SERVER_REASON = 'needs the local server (fault switches, request log, backend choice)'
+"""Why a test that needs the embedded local server skips against ``--firecrest-config``, unless it says more."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Against ``--firecrest-config``, skip the tests marked ``local_server``, with the reason of the marker if any."""
+    if config.getoption('--firecrest-config') is None:
+        return
+    for item in items:
+        marker = item.get_closest_marker('local_server')
+        if marker is not None:
+            reason = marker.kwargs.get('reason') or (marker.args[0] if marker.args else LOCAL_SERVER_REASON)
+            item.add_marker(pytest.mark.skip(reason=f'--firecrest-config: {reason}'))
 
 
 def slurm_available() -> bool:
@@ -104,7 +128,7 @@ def external_config(request: pytest.FixtureRequest) -> dict[str, Any] | None:
 def local_server(external_config: dict[str, Any] | None) -> Iterator[LocalFirecrest]:
     """The embedded local server with the ``local`` job backend and S3 staging; skips against a real deployment."""
     if external_config is not None:
-        pytest.skip('needs the local server (fault switches, request log, backend choice)')
+        pytest.skip(f'--firecrest-config: {LOCAL_SERVER_REASON}')
     with LocalFirecrest() as server:
         yield server
 
@@ -115,7 +139,7 @@ def slurm_server(
 ) -> Iterator[LocalFirecrest]:
     """A local server whose job backend is the machine's real Slurm."""
     if external_config is not None:
-        pytest.skip('needs the local server (fault switches, request log, backend choice)')
+        pytest.skip(f'--firecrest-config: {LOCAL_SERVER_REASON}')
     require_slurm()
     root = tmp_path_factory.mktemp('slurm-root')
     root.chmod(0o755)
@@ -124,9 +148,36 @@ def slurm_server(
 
 
 @pytest.fixture(params=['local', pytest.param('slurm', marks=pytest.mark.slurm)])
-def any_backend_server(request: pytest.FixtureRequest) -> LocalFirecrest:
-    """The local server with each job backend in turn."""
-    return request.getfixturevalue(f'{request.param}_server')
+def job_backend(request: pytest.FixtureRequest, external_config: dict[str, Any] | None) -> str:
+    """Each job backend of the local server in turn: ``local`` (processes), and ``slurm`` where Slurm answers.
+
+    A deployment given with ``--firecrest-config`` has a single scheduler, whatever it is: the tests run against it
+    once, as their ``[local]`` parameter, and skip the other.
+    """
+    if external_config is not None and request.param != 'local':
+        pytest.skip(
+            f'--firecrest-config: the deployment has a single scheduler, tested once as [local]; '
+            f'the {request.param} backend of the local server does not apply'
+        )
+    return str(request.param)
+
+
+@pytest.fixture
+def any_backend_server(job_backend: str, request: pytest.FixtureRequest) -> LocalFirecrest:
+    """The local server with each job backend in turn (skips against ``--firecrest-config``)."""
+    return request.getfixturevalue(f'{job_backend}_server')
+
+
+@pytest.fixture
+def server_config(
+    job_backend: str, external_config: dict[str, Any] | None, request: pytest.FixtureRequest
+) -> dict[str, Any]:
+    """What a client needs to reach the server under test with each job backend in turn (the keys of ``serve
+    --config-out``): the local server of ``job_backend``, or, once, the deployment of ``--firecrest-config``."""
+    if external_config is not None:
+        return external_config
+    server: LocalFirecrest = request.getfixturevalue(f'{job_backend}_server')
+    return server.client_config()
 
 
 @pytest.fixture(scope='session')
@@ -182,6 +233,18 @@ async def async_client(
     response_validator.install(client._session)
     yield client
     await client.close_session()
+
+
+@pytest.fixture(scope='session')
+def remote_files(external_config: dict[str, Any] | None) -> Iterator[RemoteFiles]:
+    """The files of the server under test, for tests to build inputs and check results independently of the code under
+    test: on this machine's disk for the local server (whatever its backend), through pyfirecrest for a deployment."""
+    if external_config is None:
+        yield DiskFiles()
+        return
+    client = make_sync_client(external_config)
+    yield ClientFiles(client, external_config)
+    client.close_session()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import pytest
 from aiida import orm
 
 from aiida_firecrest.server.cli import write_private_text
+from tests.remote_files import RemoteFiles
 
 POLL_INTERVAL = 1
 """The computer's minimum job poll interval in the tests, in seconds."""
@@ -22,10 +23,14 @@ POLL_INTERVAL = 1
 
 @pytest.fixture
 def firecrest_code(
-    aiida_computer: Callable[..., orm.Computer], tmp_path_factory: pytest.TempPathFactory
-) -> Callable[[dict[str, Any]], orm.InstalledCode]:
+    aiida_computer: Callable[..., orm.Computer], tmp_path_factory: pytest.TempPathFactory, remote_files: RemoteFiles
+) -> Iterator[Callable[[dict[str, Any]], orm.InstalledCode]]:
     """A factory: ``firecrest_code(client_config)`` sets up and configures a ``firecrest`` computer for the server
-    that ``client_config`` describes (the keys of ``serve --config-out``) and returns a ``/bin/bash`` code on it."""
+    that ``client_config`` describes (the keys of ``serve --config-out``) and returns a ``/bin/bash`` code on it.
+
+    Each computer's work directory (a fresh one inside the server's) is removed afterwards, with what the CalcJobs left.
+    """
+    workdirs: list[str] = []
 
     def factory(client_config: dict[str, Any]) -> orm.InstalledCode:
         secret_file = tmp_path_factory.mktemp('secret') / 'client-secret'
@@ -36,7 +41,8 @@ def firecrest_code(
             transport_type='firecrest',
             minimum_job_poll_interval=POLL_INTERVAL,
         )
-        computer.set_workdir(f'{client_config["workdir"]}/aiida-{uuid.uuid4().hex[:8]}')
+        workdirs.append(f'{client_config["workdir"]}/aiida-{uuid.uuid4().hex[:8]}')
+        computer.set_workdir(workdirs[-1])
         computer.configure(
             url=client_config['url'],
             token_uri=client_config['token_uri'],
@@ -53,7 +59,9 @@ def firecrest_code(
             default_calc_job_plugin='core.arithmetic.add',
         ).store()
 
-    return factory
+    yield factory
+    for workdir in workdirs:
+        remote_files.remove(remote_files.path(workdir))
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The three CalcJobs of the demo through ``aiida.engine.run``, on each job backend of the local server."""
+"""The three CalcJobs of the demo through ``aiida.engine.run``, on each job backend of the local server (or once on the
+deployment of ``--firecrest-config``)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ STAGED_SIZE = 6 * 2**20
 
 
 @pytest.fixture
-def code(any_backend_server: LocalFirecrest, firecrest_code: Callable[[dict[str, Any]], orm.InstalledCode]):
-    """A code on a computer of the local server, with each job backend in turn."""
-    return firecrest_code(any_backend_server.client_config())
+def code(server_config: dict[str, Any], firecrest_code: Callable[[dict[str, Any]], orm.InstalledCode]):
+    """A code on a computer of the server under test, with each job backend in turn."""
+    return firecrest_code(server_config)
 
 
 def test_arithmetic_add(code: orm.InstalledCode):
@@ -44,6 +45,7 @@ def count_requests(server: LocalFirecrest, code: orm.InstalledCode) -> tuple[int
     return sum(counts.values()) - max(counts[POLL] - 1, 0), counts
 
 
+@pytest.mark.local_server(reason="counts the CalcJob's requests in the local server's request log")
 def test_arithmetic_add_requests(code: orm.InstalledCode, any_backend_server: LocalFirecrest):
     """An ``ArithmeticAddCalculation`` takes at most 12 FirecREST requests with one poll (aiida-firecrest 1.0.0: 39).
 

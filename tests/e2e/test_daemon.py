@@ -12,7 +12,6 @@ from aiida.engine import ProcessState, submit
 
 from aiida_firecrest.demo.calculations import ScriptCalculation
 from aiida_firecrest.demo.steps import arithmetic_add
-from aiida_firecrest.server import LocalFirecrest
 from tests.conftest import make_sync_client
 
 pytestmark = pytest.mark.daemon
@@ -32,11 +31,11 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 @pytest.fixture
 def code(
     broker_profile: Any,
-    any_backend_server: LocalFirecrest,
+    server_config: dict[str, Any],
     firecrest_code: Callable[[dict[str, Any]], orm.InstalledCode],
 ) -> orm.InstalledCode:
-    """A code on the local server with each job backend, in a profile with RabbitMQ."""
-    return firecrest_code(any_backend_server.client_config())
+    """A code on the server under test with each job backend, in a profile with RabbitMQ."""
+    return firecrest_code(server_config)
 
 
 def test_many_calcjobs_at_once(code: orm.InstalledCode, started_daemon_client: Any):
@@ -48,7 +47,7 @@ def test_many_calcjobs_at_once(code: orm.InstalledCode, started_daemon_client: A
 
 
 def test_kill_cancels_the_job(
-    code: orm.InstalledCode, any_backend_server: LocalFirecrest, started_daemon_client: Any, verdi: Any
+    code: orm.InstalledCode, server_config: dict[str, Any], started_daemon_client: Any, verdi: Any
 ):
     """``verdi process kill`` of a CalcJob whose job runs cancels the job on the cluster."""
     builder: Any = ScriptCalculation.get_builder()
@@ -63,7 +62,7 @@ def test_kill_cancels_the_job(
 
     wait_for(lambda: node.is_terminated, timeout=120, what='the CalcJob to be killed')
     assert node.process_state == ProcessState.KILLED
-    config = any_backend_server.client_config()
+    config = server_config
     client = make_sync_client(config)
 
     def job_state() -> str:

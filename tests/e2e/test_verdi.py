@@ -24,9 +24,7 @@ def test_verdi_computer_test_passes(
     assert 'Skipped, remote command execution is not implemented' in result.stdout
 
 
-def test_setup_and_configure_from_serve_config(
-    firecrest_config: dict[str, Any], tmp_path: Path, verdi: Any, local_server: Any
-):
+def test_setup_and_configure_from_serve_config(firecrest_config: dict[str, Any], tmp_path: Path, verdi: Any):
     """``verdi computer setup`` and ``configure firecrest --config`` with the file of ``serve --config-out`` give a
     working computer, and the client secret in that file ends up in a private file, not in the database."""
     config_file = tmp_path / 'cfg.json'

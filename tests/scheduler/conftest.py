@@ -1,23 +1,22 @@
 """Fixtures of the scheduler tests: a FirecREST scheduler with an open FirecREST transport, for each job backend.
 
 ``firecrest_scheduler`` is a :class:`~aiida_firecrest.scheduler.FirecrestScheduler` whose transport is open on the
-local server with each job backend in turn (``local``, and ``slurm`` where a Slurm controller answers).
-``scheduler_workdir`` is a fresh directory inside that server's work directory (the local server shares this
-machine's file system, so tests may also look at it directly).
+server under test: the local server with each job backend in turn (``local``, and ``slurm`` where a Slurm controller
+answers), or once the deployment of ``--firecrest-config``. ``scheduler_workdir`` is a fresh directory inside that
+server's work directory, whose files the tests read through ``remote_files``. ``log_server`` is the local server whose
+request log a test reads, or None against a deployment (which has none).
 """
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aiida_firecrest.scheduler import FirecrestScheduler
 from aiida_firecrest.server import LocalFirecrest
+from tests.remote_files import RemoteFiles, RemotePath
 
 REQUESTS_PER_SECOND = 100.0
 """The client-side request budget of the test transports (the local server does not throttle)."""
@@ -25,14 +24,24 @@ REQUESTS_PER_SECOND = 100.0
 
 @pytest.fixture
 def scheduler_server(any_backend_server: LocalFirecrest) -> LocalFirecrest:
-    """The local server under test, with each job backend in turn."""
+    """The local server under test, with each job backend in turn (skips against ``--firecrest-config``)."""
     return any_backend_server
 
 
 @pytest.fixture
-def transport_params(scheduler_server: LocalFirecrest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The options of a FirecREST transport of ``scheduler_server``, the secret in an owner-only file."""
-    config = scheduler_server.client_config()
+def log_server(external_config: dict[str, Any] | None, request: pytest.FixtureRequest) -> LocalFirecrest | None:
+    """The local server under test, whose request log pins the requests of a test; None against a deployment of
+    ``--firecrest-config``, where only what the test observes on the deployment is checked."""
+    if external_config is not None:
+        return None
+    server: LocalFirecrest = request.getfixturevalue('scheduler_server')
+    return server
+
+
+@pytest.fixture
+def transport_params(server_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The options of a FirecREST transport of the server under test, the secret in an owner-only file."""
+    config = server_config
     secret = tmp_path_factory.mktemp('scheduler-secret') / 'client_secret'
     secret.touch(mode=0o600)
     secret.chmod(0o600)
@@ -52,7 +61,7 @@ def transport_params(scheduler_server: LocalFirecrest, tmp_path_factory: pytest.
 
 @pytest.fixture
 def firecrest_scheduler(aiida_profile: Any, transport_params: dict[str, Any]) -> Iterator[FirecrestScheduler]:
-    """A FirecREST scheduler whose FirecREST transport is open on ``scheduler_server``."""
+    """A FirecREST scheduler whose FirecREST transport is open on the server under test."""
     from aiida_firecrest.transport import FirecrestTransport
 
     transport = FirecrestTransport(**transport_params)
@@ -63,9 +72,8 @@ def firecrest_scheduler(aiida_profile: Any, transport_params: dict[str, Any]) ->
 
 
 @pytest.fixture
-def scheduler_workdir(scheduler_server: LocalFirecrest) -> Iterator[Path]:
-    """A fresh directory inside the work directory of ``scheduler_server``, removed afterwards."""
-    path = Path(scheduler_server.client_config()['workdir']) / f'sched-{uuid.uuid4().hex[:12]}'
-    path.mkdir(parents=True)
+def scheduler_workdir(server_config: dict[str, Any], remote_files: RemoteFiles) -> Iterator[RemotePath]:
+    """A fresh directory inside the work directory of the server under test, removed afterwards."""
+    path = remote_files.scratch(server_config['workdir'], prefix='sched')
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    remote_files.remove(path)

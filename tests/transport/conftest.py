@@ -6,7 +6,7 @@ open it with ``async with transport:`` in async tests or ``with transport:`` in 
 profile, whose runner loop drives the coroutines). ``transport_factory(kind, **overrides)`` does the same for
 ``'firecrest'`` and ``'core.local'``, for suites that compare the two. ``transport_scratch(kind)`` returns a fresh
 empty directory that the transport of that kind can use, removed afterwards. ``count_requests()`` counts the requests
-the local server answers during an ``async with`` block.
+the local server answers during an ``async with`` block (it skips against ``--firecrest-config``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.remote_files import RemoteFiles, RemotePath
 
 if TYPE_CHECKING:
     from aiida.transports import Transport
@@ -92,28 +94,35 @@ def transport_factory(firecrest_transport: Callable[..., FirecrestTransport]) ->
 
 
 @pytest.fixture
-def transport_scratch(firecrest_config: dict[str, Any], tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+def transport_scratch(
+    firecrest_config: dict[str, Any], remote_files: RemoteFiles, tmp_path: Path
+) -> Iterator[Callable[[str], RemotePath]]:
     """A factory: ``transport_scratch(kind)`` returns a fresh empty directory for a transport of ``kind`` to work in.
 
-    For ``'firecrest'`` it lies inside the server's work directory (the server only accepts its own file systems); the
-    local server shares this machine's file system, so the test can also inspect it directly. Removed afterwards.
+    For ``'firecrest'`` it lies inside the server's work directory (the server only accepts its own file systems),
+    created and removed through ``remote_files``: a :class:`Path` on the local server, which shares this machine's file
+    system, and a :class:`~pathlib.PurePosixPath` on a deployment of ``--firecrest-config``. Removed afterwards.
     """
     created: list[Path] = []
+    remote: list[RemotePath] = []
 
-    def factory(kind: str) -> Path:
+    def factory(kind: str) -> RemotePath:
         if kind == 'core.local':
             path = tmp_path / f'local-{uuid.uuid4().hex[:8]}'
-        elif kind == 'firecrest':
-            path = Path(firecrest_config['workdir']) / f'test-{uuid.uuid4().hex[:12]}'
-        else:
-            raise ValueError(f'unknown transport kind {kind!r}; expected one of {TRANSPORT_KINDS}')
-        path.mkdir(parents=True)
-        created.append(path)
-        return path
+            path.mkdir(parents=True)
+            created.append(path)
+            return path
+        if kind == 'firecrest':
+            scratch = remote_files.scratch(firecrest_config['workdir'])
+            remote.append(scratch)
+            return scratch
+        raise ValueError(f'unknown transport kind {kind!r}; expected one of {TRANSPORT_KINDS}')
 
     yield factory
     for path in created:
         shutil.rmtree(path, ignore_errors=True)
+    for scratch in remote:
+        remote_files.remove(scratch)
 
 
 async def settle(server: Any) -> None:

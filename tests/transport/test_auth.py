@@ -232,6 +232,7 @@ def test_shared_per_token_uri_and_client() -> None:
 # --- with the local server -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.local_server(reason="counts requests in the local server's request log")
 async def test_open_reads_the_secret_and_makes_no_request(firecrest_transport: Any, count_requests: Any) -> None:
     async with count_requests() as counted:
         transport = firecrest_transport()
@@ -261,6 +262,7 @@ async def test_refused_client_fails_the_first_request(
             await transport.path_exists_async(firecrest_config['workdir'])
 
 
+@pytest.mark.local_server(reason="counts requests in the local server's request log, and knows its user")
 async def test_whoami_from_the_token_costs_no_request(
     firecrest_transport: Any, local_server: Any, count_requests: Any
 ) -> None:

@@ -228,6 +228,7 @@ async def test_transport_requests_are_paced(firecrest_transport: Any, firecrest_
     assert elapsed >= 0.9  # the burst of 5 was mostly spent; 10 more at 5 per second
 
 
+@pytest.mark.local_server(reason='switches on the rate-limit fault of the local server')
 async def test_server_429_ends_in_rate_limited_error(
     firecrest_transport: Any, firecrest_config: dict[str, Any], local_server: Any, count_requests: Any
 ) -> None:

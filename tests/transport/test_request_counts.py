@@ -16,7 +16,7 @@ import pytest
 from aiida_firecrest.client import FACTS
 from tests.transport.contract_helpers import build_tree
 
-pytestmark = pytest.mark.local_server
+pytestmark = pytest.mark.local_server(reason="pins request counts in the local server's request log")
 
 MiB = 1024 * 1024
 

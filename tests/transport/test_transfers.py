@@ -1,5 +1,9 @@
 """Transfers of files and trees: both sides of the direct-transfer limit, staged transfers with their checksum, the
-archive path of trees, and the safety of extracting an archive."""
+archive path of trees, and the safety of extracting an archive.
+
+Against a deployment of ``--firecrest-config`` the tests about which requests a transfer takes skip (they read the local
+server's request log); the others run, and check the remote side through ``remote_files``.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +21,14 @@ import pytest
 from aiida_firecrest.archive import safe_extract
 from aiida_firecrest.client import FACTS
 from aiida_firecrest.errors import ChecksumMismatchError, FirecrestApiError, UnsafeArchiveError
+from tests.conftest import make_sync_client
+from tests.remote_files import RemoteFiles, RemotePath
 from tests.transport.conftest import settle
 from tests.transport.contract_helpers import DIR, Entry, Link, build_tree, snapshot
 
-pytestmark = pytest.mark.usefixtures('local_server')
+REQUEST_LOG = pytest.mark.local_server(
+    reason="checks which requests the transfer takes in the local server's request log"
+)
 
 MiB = 1024 * 1024
 
@@ -33,6 +41,9 @@ SYSTEMS = 'GET /status/systems'
 
 
 async def _counts(server: Any, mark: int) -> Any:
+    """The requests the server answered since ``mark``; None without a request log (``log_server`` is None)."""
+    if server is None:
+        return None
     await settle(server)
     return server.request_log.counts(mark)
 
@@ -49,15 +60,35 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture
-def remote(transport_scratch: Callable[[str], Path]) -> Path:
+def remote(transport_scratch: Callable[[str], RemotePath]) -> RemotePath:
     return transport_scratch('firecrest')
 
 
 @pytest.fixture
-def limit(local_server: Any) -> int:
-    return int(local_server.settings.max_ops_file_size)
+def log_server(external_config: dict[str, Any] | None, request: pytest.FixtureRequest) -> Any:
+    """The local server, whose request log pins the requests of a test about a behaviour; None against a deployment
+    of ``--firecrest-config``, where only what the test observes on the deployment is checked."""
+    return None if external_config is not None else request.getfixturevalue('local_server')
 
 
+@pytest.fixture
+def limit(external_config: dict[str, Any] | None, request: pytest.FixtureRequest) -> int:
+    """The server's direct-transfer limit: the local server's setting, or what the deployment reports."""
+    if external_config is None:
+        return int(request.getfixturevalue('local_server').settings.max_ops_file_size)
+    client = make_sync_client(external_config)
+    try:
+        (system,) = [system for system in client.systems() if system['name'] == external_config['compute_resource']]
+    finally:
+        client.close_session()
+    operations = system.get('dataOperation') or {}
+    limit = operations.get('max_ops_file_size', operations.get('maxOpsFileSize'))
+    if not limit:
+        pytest.skip('--firecrest-config: the deployment does not report its direct-transfer limit (max_ops_file_size)')
+    return int(limit)
+
+
+@REQUEST_LOG
 @pytest.mark.parametrize('offset', [-1, 0])
 async def test_file_up_to_the_limit_goes_direct(
     firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path, limit: int, offset: int
@@ -77,6 +108,7 @@ async def test_file_up_to_the_limit_goes_direct(
     assert get == {DOWNLOAD_DIRECT: 1}
 
 
+@REQUEST_LOG
 async def test_file_above_the_limit_is_staged_and_checked(
     firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path, limit: int
 ) -> None:
@@ -95,20 +127,22 @@ async def test_file_above_the_limit_is_staged_and_checked(
 
 
 async def test_staged_20_mb_file_round_trip(
-    firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path
+    firecrest_transport: Any, log_server: Any, remote: RemotePath, remote_files: RemoteFiles, tmp_path: Path
 ) -> None:
     digest = random_file(tmp_path / 'big.bin', 20 * 1000 * 1000)
     async with firecrest_transport() as transport:
-        mark = local_server.request_log.mark()
+        mark = log_server.request_log.mark() if log_server is not None else 0
         await transport.putfile_async(tmp_path / 'big.bin', remote / 'big.bin')
         await transport.getfile_async(remote / 'big.bin', tmp_path / 'back.bin')
-        counts = await _counts(local_server, mark)
-    assert sha256(remote / 'big.bin') == digest
+        counts = await _counts(log_server, mark)
+    assert remote_files.sha256(remote / 'big.bin') == digest
     assert sha256(tmp_path / 'back.bin') == digest
-    assert counts[UPLOAD_STAGED] == counts[DOWNLOAD_STAGED] == 1
-    assert counts[CHECKSUM] == 2
+    if counts is not None:
+        assert counts[UPLOAD_STAGED] == counts[DOWNLOAD_STAGED] == 1
+        assert counts[CHECKSUM] == 2
 
 
+@REQUEST_LOG
 async def test_a_listed_size_skips_the_direct_attempt(
     firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path, limit: int
 ) -> None:
@@ -124,6 +158,7 @@ async def test_a_listed_size_skips_the_direct_attempt(
     assert counts[DOWNLOAD_STAGED] == 1
 
 
+@REQUEST_LOG
 async def test_max_direct_size_option_replaces_the_server_limit(
     firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path
 ) -> None:
@@ -136,6 +171,7 @@ async def test_max_direct_size_option_replaces_the_server_limit(
     assert counts[UPLOAD_STAGED] == 1 and counts[UPLOAD_DIRECT] == 0 and counts[SYSTEMS] == 0
 
 
+@REQUEST_LOG
 async def test_413_falls_back_to_the_staged_path(
     firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path, limit: int
 ) -> None:
@@ -151,7 +187,7 @@ async def test_413_falls_back_to_the_staged_path(
 
 
 async def test_checksum_mismatch_is_an_error(
-    firecrest_transport: Any, remote: Path, tmp_path: Path, limit: int, monkeypatch: pytest.MonkeyPatch
+    firecrest_transport: Any, remote: RemotePath, tmp_path: Path, limit: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     random_file(tmp_path / 'f.bin', limit + 1)
     async with firecrest_transport() as transport:
@@ -175,6 +211,7 @@ BIG_TREE: dict[str, Entry] = {
 }
 
 
+@REQUEST_LOG
 async def test_tree_goes_up_and_down_as_one_archive(
     firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path
 ) -> None:
@@ -195,6 +232,7 @@ async def test_tree_goes_up_and_down_as_one_archive(
     assert os.listdir(local_server.client_config()['temp_directory']) == []
 
 
+@REQUEST_LOG
 async def test_small_tree_goes_file_by_file(
     firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path
 ) -> None:
@@ -273,10 +311,10 @@ def test_safe_extract_strips_and_keeps_inner_links(tmp_path: Path) -> None:
 
 
 async def test_gettree_refuses_a_hostile_archive_from_the_server(
-    firecrest_transport: Any, remote: Path, tmp_path: Path
+    firecrest_transport: Any, remote: RemotePath, remote_files: RemoteFiles, tmp_path: Path
 ) -> None:
     """Whatever the server sends back as the archive of a tree, nothing lands outside the local target."""
-    build_tree(remote, {f'tree/f{index}.txt': str(index) for index in range(20)})
+    remote_files.build_tree(remote, {f'tree/f{index}.txt': str(index) for index in range(20)})
     hostile = _tar(tmp_path / 'hostile.tar.gz', [_file('tree/ok.txt'), _file('tree/../../escape.txt')])
     async with firecrest_transport(archive_threshold=8) as transport:
 
@@ -291,10 +329,10 @@ async def test_gettree_refuses_a_hostile_archive_from_the_server(
 
 
 async def test_one_transport_serves_many_coroutines_at_once(
-    firecrest_transport: Any, remote: Path, tmp_path: Path
+    firecrest_transport: Any, remote: RemotePath, remote_files: RemoteFiles, tmp_path: Path
 ) -> None:
     """The engine shares one open transport between its CalcJobs and awaits many of its coroutines at once."""
-    build_tree(remote, {f'in/f{index}.txt': f'remote {index}' for index in range(20)})
+    remote_files.build_tree(remote, {f'in/f{index}.txt': f'remote {index}' for index in range(20)})
     build_tree(tmp_path / 'up', {f'f{index}.txt': f'local {index}' for index in range(20)})
     (tmp_path / 'down').mkdir()
     async with firecrest_transport(max_concurrency=4) as transport:
@@ -314,10 +352,12 @@ async def test_one_transport_serves_many_coroutines_at_once(
         )
     assert all(len(listing) == 20 for listing in results[40:45])
     assert all(results[45:50])
-    assert snapshot(remote / 'out' / 'shared') == snapshot(tmp_path / 'up') == snapshot(remote / 'tree')
-    assert snapshot(tmp_path / 'down') == snapshot(remote / 'in')
+    assert remote_files.snapshot(remote / 'out' / 'shared') == snapshot(tmp_path / 'up')
+    assert remote_files.snapshot(remote / 'tree') == snapshot(tmp_path / 'up')
+    assert snapshot(tmp_path / 'down') == remote_files.snapshot(remote / 'in')
 
 
+@REQUEST_LOG
 async def test_tree_into_a_fresh_directory_goes_in_place(
     firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path
 ) -> None:
@@ -336,7 +376,11 @@ async def test_tree_into_a_fresh_directory_goes_in_place(
 
 
 async def test_tree_in_place_falls_back_if_the_extraction_fails(
-    firecrest_transport: Any, remote: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    firecrest_transport: Any,
+    remote: RemotePath,
+    remote_files: RemoteFiles,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     source = build_tree(tmp_path / 'tree', {'a.txt': 'a', 'sub/b.txt': 'b'})
     async with firecrest_transport() as transport:
@@ -352,8 +396,8 @@ async def test_tree_in_place_falls_back_if_the_extraction_fails(
 
         monkeypatch.setattr(transport, '_extract', failing_once)
         await transport.put_async(source, remote / 'folder' / 'tree')
-    assert snapshot(remote / 'folder' / 'tree') == snapshot(source)
-    assert os.listdir(remote / 'folder') == ['tree']
+    assert remote_files.snapshot(remote / 'folder' / 'tree') == snapshot(source)
+    assert remote_files.listdir(remote / 'folder') == ['tree']
 
 
 def test_fresh_directory_knowledge() -> None:
@@ -371,11 +415,11 @@ def test_fresh_directory_knowledge() -> None:
 
 
 async def test_tree_in_place_notices_a_directory_made_behind_its_back(
-    firecrest_transport: Any, remote: Path, tmp_path: Path
+    firecrest_transport: Any, remote: RemotePath, remote_files: RemoteFiles, tmp_path: Path
 ) -> None:
     source = build_tree(tmp_path / 'tree', {'a.txt': 'a'})
     async with firecrest_transport() as transport:
         await transport.mkdir_async(remote / 'folder')
-        (remote / 'folder' / 'tree').mkdir()  # not through the transport
+        remote_files.mkdir(remote / 'folder' / 'tree')  # not through the transport
         await transport.put_async(source, remote / 'folder' / 'tree')
-    assert snapshot(remote / 'folder') == {'tree': DIR, 'tree/tree': DIR, 'tree/tree/a.txt': 'a'}
+    assert remote_files.snapshot(remote / 'folder') == {'tree': DIR, 'tree/tree': DIR, 'tree/tree/a.txt': 'a'}
