@@ -11,7 +11,6 @@ through the transport under test. Against an external deployment (``--firecrest-
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import pwd
 import stat
@@ -545,14 +544,6 @@ def test_listdir_of_non_directory_raises(transport: Transport, remote: Path, pat
     build_tree(remote, {'file.txt': 'x'})
     with pytest.raises(OSError):
         transport.listdir(str(remote / path))
-
-
-def test_listdir_recursive(transport: Transport, remote: Path) -> None:
-    """An extension of some transports: ``recursive=True`` lists paths relative to the directory, at every depth."""
-    if 'recursive' not in inspect.signature(transport.listdir_async).parameters:
-        pytest.skip(f'{type(transport).__name__}.listdir has no recursive parameter (not in the aiida-core 2.9 API)')
-    build_tree(remote, SAMPLE_TREE)
-    assert sorted(transport.listdir(str(remote), recursive=True)) == sorted(SAMPLE_TREE)
 
 
 @pytest.mark.parametrize(
