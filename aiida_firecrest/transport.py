@@ -231,18 +231,14 @@ class FirecrestTransport(AsyncTransport):
 
         :raises FirecrestError: if the server cannot answer (anything but 'no such file').
         """
-        path = str(path)
-        return bool(path) and await self._backend.mode(self._remote(path)) is not None
+        return await self._mode(path) is not None
 
     async def isdir_async(self, path: TransportPath) -> bool:
         """Return whether ``path`` is a directory (or a link to one); False if it does not exist. One request.
 
         :raises FirecrestError: if the server cannot answer.
         """
-        path = str(path)
-        if not path:
-            return False
-        mode = await self._backend.mode(self._remote(path))
+        mode = await self._mode(path)
         return mode is not None and stat.S_ISDIR(mode)
 
     async def isfile_async(self, path: TransportPath) -> bool:
@@ -250,11 +246,13 @@ class FirecrestTransport(AsyncTransport):
 
         :raises FirecrestError: if the server cannot answer.
         """
-        path = str(path)
-        if not path:
-            return False
-        mode = await self._backend.mode(self._remote(path))
+        mode = await self._mode(path)
         return mode is not None and stat.S_ISREG(mode)
+
+    async def _mode(self, path: TransportPath) -> int | None:
+        """Return the mode of ``path`` (following links), None if it does not exist or is empty; one request."""
+        path = str(path)
+        return await self._backend.mode(self._remote(path)) if path else None
 
     async def get_attribute_async(self, path: TransportPath) -> Any:
         """Return the :class:`~aiida.transports.util.FileAttribute` of ``path`` (of a link itself, as ``lstat``).
