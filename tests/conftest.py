@@ -243,7 +243,9 @@ def remote_files(external_config: dict[str, Any] | None) -> Iterator[RemoteFiles
         yield DiskFiles()
         return
     client = make_sync_client(external_config)
-    yield ClientFiles(client, external_config)
+    files = ClientFiles(client, external_config)
+    yield files
+    files.close()
     client.close_session()
 
 

@@ -14,9 +14,12 @@ import stat
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiida.transports.transport import AsyncTransport, Transport
+
+if TYPE_CHECKING:
+    from tests.remote_files import Location
 
 __all__ = (
     'DIR',
@@ -139,21 +142,21 @@ class Transfer:
 
     kind: str
     transport: Transport
-    source: Path
-    destination: Path
+    source: Location
+    destination: Location
 
-    def any(self, source: Path | str, destination: Path | str, **kwargs: Any) -> Any:
+    def any(self, source: Location, destination: Location, **kwargs: Any) -> Any:
         """Call ``put``, ``get`` or ``copy``."""
         return getattr(self.transport, self.kind)(str(source), str(destination), **kwargs)
 
-    def file(self, source: Path | str, destination: Path | str, **kwargs: Any) -> Any:
+    def file(self, source: Location, destination: Location, **kwargs: Any) -> Any:
         """Call ``putfile``, ``getfile`` or ``copyfile``."""
         return getattr(self.transport, f'{self.kind}file')(str(source), str(destination), **kwargs)
 
-    def tree(self, source: Path | str, destination: Path | str, **kwargs: Any) -> Any:
+    def tree(self, source: Location, destination: Location, **kwargs: Any) -> Any:
         """Call ``puttree``, ``gettree`` or ``copytree``."""
         return getattr(self.transport, f'{self.kind}tree')(str(source), str(destination), **kwargs)
 
-    def call(self, family: str, source: Path | str, destination: Path | str, **kwargs: Any) -> Any:
+    def call(self, family: str, source: Location, destination: Location, **kwargs: Any) -> Any:
         """Call the method of ``family`` (``'any'``, ``'file'`` or ``'tree'``)."""
         return getattr(self, family)(source, destination, **kwargs)

@@ -3,16 +3,17 @@
 Every test runs once per transport kind. ``core.local`` pins the semantics (``aiida/transports/plugins/local.py``); the
 FirecREST transport must behave the same, except where a test states in one line why the two legitimately differ.
 
-The "remote" side of both transports is a directory on this machine (under ``tmp_path`` for ``core.local``, inside the
-local server's work directory for ``firecrest``), so trees are built and checked directly on the file system, never
-through the transport under test. Against an external deployment (``--firecrest-config``) the firecrest half skips.
+The "remote" side of ``core.local`` is a directory under ``tmp_path``; that of ``firecrest`` a directory inside the work
+directory of the server under test. Trees are built and checked there through ``remote_files``, never through the
+transport under test: on the disk for the local server, through plain pyfirecrest for a deployment given with
+``--firecrest-config``, so the firecrest half runs against either.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
-import pwd
 import stat
 import tarfile
 from collections.abc import Callable, Iterator
@@ -24,17 +25,8 @@ from aiida.transports.plugins.local import LocalTransport
 from aiida.transports.transport import Transport
 from aiida.transports.util import FileAttribute
 
-from tests.transport.contract_helpers import (
-    DIR,
-    Entry,
-    Link,
-    Transfer,
-    build_tree,
-    make_writable,
-    permissions_enforced,
-    run_coroutine,
-    snapshot,
-)
+from tests.remote_files import DiskFiles, Location, RemoteFiles
+from tests.transport.contract_helpers import DIR, Entry, Link, Transfer, permissions_enforced, run_coroutine
 
 NEEDS_PERMISSIONS = pytest.mark.skipif(
     not permissions_enforced(), reason='root bypasses file permissions; CI runs this suite as a non-root user'
@@ -111,14 +103,6 @@ the :mod:`tarfile` mode that reads each."""
 @pytest.fixture(params=['core.local', 'firecrest'])
 def transport_kind(request: pytest.FixtureRequest) -> str:
     """The entry point name of the transport under test."""
-    if request.param == 'firecrest':
-        # The suite checks the remote side on the file system: it needs the local server (skips with a reason else).
-        if request.getfixturevalue('external_config') is not None:
-            pytest.skip(
-                "--firecrest-config: the contract suite builds and checks the remote trees on this machine's disk, "
-                'which only the local server shares'
-            )
-        request.getfixturevalue('local_server')
     return request.param
 
 
@@ -137,28 +121,29 @@ def transport(transport_kind: str, request: pytest.FixtureRequest) -> Iterator[T
 
 
 @pytest.fixture
-def remote(transport_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
-    """A fresh, empty directory on the transport's side, visible on this machine's file system."""
+def remote(transport_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Location]:
+    """A fresh, empty directory on the transport's side, with the files object that looks at it there."""
     if transport_kind == 'core.local':
-        path = tmp_path / 'remote'
-        path.mkdir()
+        files = DiskFiles()
+        path = files.scratch(str(tmp_path), 'remote')
+        yield Location(files, path)
+        files.remove(path)
     else:
-        path = request.getfixturevalue('transport_scratch')('firecrest')
-    yield path
-    make_writable(path)
+        remote_files: RemoteFiles = request.getfixturevalue('remote_files')
+        yield Location(remote_files, request.getfixturevalue('transport_scratch')('firecrest'))
 
 
 @pytest.fixture
-def local(tmp_path: Path) -> Iterator[Path]:
+def local(tmp_path: Path) -> Iterator[Location]:
     """A fresh, empty directory on the local side (the machine running AiiDA)."""
-    path = tmp_path / 'local'
-    path.mkdir()
-    yield path
-    make_writable(path)
+    files = DiskFiles()
+    path = files.scratch(str(tmp_path), 'local')
+    yield Location(files, path)
+    files.remove(path)
 
 
 @pytest.fixture(params=['put', 'get', 'copy'])
-def transfer(request: pytest.FixtureRequest, transport: Transport, local: Path, remote: Path) -> Transfer:
+def transfer(request: pytest.FixtureRequest, transport: Transport, local: Location, remote: Location) -> Transfer:
     """A transfer direction with fresh ``source`` and ``destination`` directories on the right sides."""
     kind = request.param
     source_side, destination_side = {'put': (local, remote), 'get': (remote, local), 'copy': (remote, remote)}[kind]
@@ -178,83 +163,83 @@ PUT_GET = pytest.mark.parametrize('transfer', ['put', 'get'], indirect=True)
 
 @pytest.mark.parametrize('family', ['any', 'file'])
 def test_transfer_file_to_new_path(transfer: Transfer, family: str) -> None:
-    build_tree(transfer.source, {'f.txt': 'content'})
+    transfer.source.build({'f.txt': 'content'})
     transfer.call(family, transfer.source / 'f.txt', transfer.destination / 'renamed.txt')
-    assert snapshot(transfer.destination) == {'renamed.txt': 'content'}
+    assert transfer.destination.snapshot() == {'renamed.txt': 'content'}
 
 
 def test_transfer_file_into_existing_directory_lands_inside(transfer: Transfer) -> None:
-    build_tree(transfer.source, {'f.txt': 'content'})
+    transfer.source.build({'f.txt': 'content'})
     transfer.any(transfer.source / 'f.txt', transfer.destination)
-    assert snapshot(transfer.destination) == {'f.txt': 'content'}
+    assert transfer.destination.snapshot() == {'f.txt': 'content'}
 
 
 @pytest.mark.parametrize('family', ['any', 'file'])
 def test_transfer_file_into_missing_parent_raises(transfer: Transfer, family: str) -> None:
     """A file transfer does not create missing parent directories of its destination."""
-    build_tree(transfer.source, {'f.txt': 'content'})
+    transfer.source.build({'f.txt': 'content'})
     with pytest.raises(FileNotFoundError):
         transfer.call(family, transfer.source / 'f.txt', transfer.destination / 'missing' / 'f.txt')
-    assert snapshot(transfer.destination) == {}
+    assert transfer.destination.snapshot() == {}
 
 
 def test_transfer_overwrites_existing_file_by_default(transfer: Transfer) -> None:
-    build_tree(transfer.source, {'f.txt': 'new'})
-    build_tree(transfer.destination, {'f.txt': 'old and longer'})
+    transfer.source.build({'f.txt': 'new'})
+    transfer.destination.build({'f.txt': 'old and longer'})
     transfer.any(transfer.source / 'f.txt', transfer.destination / 'f.txt')
-    assert snapshot(transfer.destination) == {'f.txt': 'new'}
+    assert transfer.destination.snapshot() == {'f.txt': 'new'}
 
 
 @PUT_GET
 @pytest.mark.parametrize('family', ['any', 'file'])
 def test_transfer_file_overwrite_false_on_existing_raises(transfer: Transfer, family: str) -> None:
-    build_tree(transfer.source, {'f.txt': 'new'})
-    build_tree(transfer.destination, {'f.txt': 'old'})
+    transfer.source.build({'f.txt': 'new'})
+    transfer.destination.build({'f.txt': 'old'})
     with pytest.raises(OSError):
         transfer.call(family, transfer.source / 'f.txt', transfer.destination / 'f.txt', overwrite=False)
-    assert snapshot(transfer.destination) == {'f.txt': 'old'}
+    assert transfer.destination.snapshot() == {'f.txt': 'old'}
 
 
 @PUT_GET
 @pytest.mark.parametrize('family', ['any', 'file'])
 def test_transfer_file_overwrite_false_on_new_path_works(transfer: Transfer, family: str) -> None:
-    build_tree(transfer.source, {'f.txt': 'new'})
+    transfer.source.build({'f.txt': 'new'})
     transfer.call(family, transfer.source / 'f.txt', transfer.destination / 'f.txt', overwrite=False)
-    assert snapshot(transfer.destination) == {'f.txt': 'new'}
+    assert transfer.destination.snapshot() == {'f.txt': 'new'}
 
 
 @PUT_GET
 @pytest.mark.parametrize('family', ['any', 'file'])
 def test_transfer_of_a_file_link_copies_the_content(transfer: Transfer, family: str) -> None:
-    build_tree(transfer.source, {'target.txt': 'pointed at', 'link': Link('target.txt')})
+    transfer.source.build({'target.txt': 'pointed at', 'link': Link('target.txt')})
     transfer.call(family, transfer.source / 'link', transfer.destination / 'copy')
-    assert snapshot(transfer.destination) == {'copy': 'pointed at'}
+    assert transfer.destination.snapshot() == {'copy': 'pointed at'}
 
 
 @pytest.mark.parametrize('family', ['any', 'file', 'tree'])
 def test_transfer_missing_source_raises(transfer: Transfer, family: str) -> None:
     with pytest.raises(OSError):
         transfer.call(family, transfer.source / 'missing', transfer.destination / 'x')
-    assert snapshot(transfer.destination) == {}
+    assert transfer.destination.snapshot() == {}
 
 
 @PUT_GET
 def test_transfer_missing_source_with_ignore_nonexisting_does_nothing(transfer: Transfer) -> None:
     transfer.any(transfer.source / 'missing', transfer.destination / 'x', ignore_nonexisting=True)
-    assert snapshot(transfer.destination) == {}
+    assert transfer.destination.snapshot() == {}
 
 
 @pytest.mark.parametrize('name', SPECIAL_NAMES)
 def test_transfer_file_with_special_name(transfer: Transfer, name: str) -> None:
-    build_tree(transfer.source, {name: f'content of {name}'})
+    transfer.source.build({name: f'content of {name}'})
     transfer.any(transfer.source / name, transfer.destination / name)
-    assert snapshot(transfer.destination) == {name: f'content of {name}'}
+    assert transfer.destination.snapshot() == {name: f'content of {name}'}
 
 
 def test_transfer_empty_file(transfer: Transfer) -> None:
-    build_tree(transfer.source, {'empty.txt': ''})
+    transfer.source.build({'empty.txt': ''})
     transfer.any(transfer.source / 'empty.txt', transfer.destination / 'empty.txt')
-    assert snapshot(transfer.destination) == {'empty.txt': ''}
+    assert transfer.destination.snapshot() == {'empty.txt': ''}
 
 
 def test_transfer_binary_file_is_byte_exact(transfer: Transfer) -> None:
@@ -270,18 +255,18 @@ def test_transfer_binary_file_is_byte_exact(transfer: Transfer) -> None:
 @pytest.mark.parametrize('family', ['any', 'tree'])
 def test_transfer_tree_to_new_path(transfer: Transfer, family: str) -> None:
     """The whole tree arrives, hidden files and empty directories included."""
-    build_tree(transfer.source / 'tree', SAMPLE_TREE)
+    (transfer.source / 'tree').build(SAMPLE_TREE)
     transfer.call(family, transfer.source / 'tree', transfer.destination / 'new')
-    assert snapshot(transfer.destination / 'new') == SAMPLE_TREE
+    assert (transfer.destination / 'new').snapshot() == SAMPLE_TREE
 
 
 @pytest.mark.parametrize('family', ['any', 'tree'])
 def test_transfer_tree_into_existing_directory_lands_at_basename(transfer: Transfer, family: str) -> None:
     """Like ``cp -r tree existing``: the tree becomes ``existing/tree``."""
-    build_tree(transfer.source / 'tree', SAMPLE_TREE)
+    (transfer.source / 'tree').build(SAMPLE_TREE)
     (transfer.destination / 'existing').mkdir()
     transfer.call(family, transfer.source / 'tree', transfer.destination / 'existing')
-    assert snapshot(transfer.destination / 'existing') == {
+    assert (transfer.destination / 'existing').snapshot() == {
         'tree': DIR,
         **{f'tree/{path}': entry for path, entry in SAMPLE_TREE.items()},
     }
@@ -289,31 +274,31 @@ def test_transfer_tree_into_existing_directory_lands_at_basename(transfer: Trans
 
 @pytest.mark.parametrize('family', ['any', 'tree'])
 def test_transfer_tree_onto_existing_file_raises(transfer: Transfer, family: str) -> None:
-    build_tree(transfer.source / 'tree', SAMPLE_TREE)
-    build_tree(transfer.destination, {'file': 'untouched'})
+    (transfer.source / 'tree').build(SAMPLE_TREE)
+    transfer.destination.build({'file': 'untouched'})
     with pytest.raises(OSError):
         transfer.call(family, transfer.source / 'tree', transfer.destination / 'file')
-    assert snapshot(transfer.destination) == {'file': 'untouched'}
+    assert transfer.destination.snapshot() == {'file': 'untouched'}
 
 
 @PUT_GET
 @pytest.mark.parametrize('family', ['any', 'tree'])
 def test_transfer_tree_overwrite_false_on_existing_raises(transfer: Transfer, family: str) -> None:
-    build_tree(transfer.source / 'tree', SAMPLE_TREE)
-    build_tree(transfer.destination, {'existing/old.txt': 'old'})
+    (transfer.source / 'tree').build(SAMPLE_TREE)
+    transfer.destination.build({'existing/old.txt': 'old'})
     with pytest.raises(OSError):
         transfer.call(family, transfer.source / 'tree', transfer.destination / 'existing', overwrite=False)
-    assert snapshot(transfer.destination) == {'existing': DIR, 'existing/old.txt': 'old'}
+    assert transfer.destination.snapshot() == {'existing': DIR, 'existing/old.txt': 'old'}
 
 
 @PUT_GET
 @pytest.mark.parametrize('family', ['any', 'tree'])
 def test_transfer_tree_overwrite_merges_into_existing(transfer: Transfer, family: str) -> None:
     """With ``overwrite`` (the default) files of the tree replace existing ones; other existing files stay."""
-    build_tree(transfer.source / 'tree', {'a.txt': 'new', 'sub/b.txt': 'new b'})
-    build_tree(transfer.destination, {'existing/tree/a.txt': 'old', 'existing/tree/kept.txt': 'kept'})
+    (transfer.source / 'tree').build({'a.txt': 'new', 'sub/b.txt': 'new b'})
+    transfer.destination.build({'existing/tree/a.txt': 'old', 'existing/tree/kept.txt': 'kept'})
     transfer.call(family, transfer.source / 'tree', transfer.destination / 'existing')
-    assert snapshot(transfer.destination / 'existing' / 'tree') == {
+    assert (transfer.destination / 'existing' / 'tree').snapshot() == {
         'a.txt': 'new',
         'kept.txt': 'kept',
         'sub': DIR,
@@ -328,32 +313,32 @@ def test_transfer_tree_overwrite_merges_into_existing(transfer: Transfer, family
 )
 def test_transfer_tree_dereference(transfer: Transfer, family: str, dereference: bool, expected: dict) -> None:
     """``dereference=False`` recreates links as links (same target); ``True`` copies what they point to."""
-    build_tree(transfer.source / 'tree', LINK_TREE)
+    (transfer.source / 'tree').build(LINK_TREE)
     transfer.call(family, transfer.source / 'tree', transfer.destination / 'new', dereference=dereference)
-    assert snapshot(transfer.destination / 'new') == expected
+    assert (transfer.destination / 'new').snapshot() == expected
 
 
 def test_transfer_tree_default_dereference(transfer: Transfer) -> None:
     """``put`` and ``get`` follow links by default, ``copy`` keeps them."""
-    build_tree(transfer.source / 'tree', LINK_TREE)
+    (transfer.source / 'tree').build(LINK_TREE)
     transfer.any(transfer.source / 'tree', transfer.destination / 'new')
     expected = LINK_TREE if transfer.kind == 'copy' else LINK_TREE_DEREFERENCED
-    assert snapshot(transfer.destination / 'new') == expected
+    assert (transfer.destination / 'new').snapshot() == expected
 
 
 def test_transfer_tree_keeps_dangling_link_without_dereference(transfer: Transfer) -> None:
     spec: dict[str, Entry] = {'f.txt': 'x', 'dangling': Link('nowhere'), 'sub/abs': Link('/nonexistent/abs/target')}
-    build_tree(transfer.source / 'tree', spec)
+    (transfer.source / 'tree').build(spec)
     transfer.any(transfer.source / 'tree', transfer.destination / 'new', dereference=False)
-    assert snapshot(transfer.destination / 'new') == {**spec, 'sub': DIR}
+    assert (transfer.destination / 'new').snapshot() == {**spec, 'sub': DIR}
 
 
 def test_transfer_tree_with_special_names(transfer: Transfer) -> None:
-    names = [param.values[0] for param in SPECIAL_NAMES]
+    names = [str(param.values[0]) for param in SPECIAL_NAMES]
     spec: dict[str, Entry] = {f'{name}.d/{name}': name for name in names}
-    build_tree(transfer.source / 'tree', spec)
+    (transfer.source / 'tree').build(spec)
     transfer.any(transfer.source / 'tree', transfer.destination / 'new')
-    assert snapshot(transfer.destination / 'new') == {**spec, **{f'{name}.d': DIR for name in names}}
+    assert (transfer.destination / 'new').snapshot() == {**spec, **{f'{name}.d': DIR for name in names}}
 
 
 def test_transfer_tree_preserves_file_mtimes(transfer: Transfer, transport_kind: str) -> None:
@@ -362,10 +347,10 @@ def test_transfer_tree_preserves_file_mtimes(transfer: Transfer, transport_kind:
         pytest.skip(
             'not in the contract: FirecREST has no call to set times; core.ssh_async keeps them only on request'
         )
-    build_tree(transfer.source / 'tree', {'old.txt': 'old'})
-    os.utime(transfer.source / 'tree' / 'old.txt', (1_000_000_000, 1_000_000_000))
+    (transfer.source / 'tree').build({'old.txt': 'old'})
+    os.utime(str(transfer.source / 'tree' / 'old.txt'), (1_000_000_000, 1_000_000_000))
     transfer.any(transfer.source / 'tree', transfer.destination / 'new')
-    assert (transfer.destination / 'new' / 'old.txt').stat().st_mtime == 1_000_000_000
+    assert (transfer.destination / 'new' / 'old.txt').lstat().mtime == 1_000_000_000
 
 
 # --- transfers: glob patterns -----------------------------------------------------------------------------------------
@@ -397,20 +382,20 @@ def test_transfer_tree_preserves_file_mtimes(transfer: Transfer, transport_kind:
 )
 def test_transfer_glob_into_existing_directory(transfer: Transfer, pattern: str, expected: dict) -> None:
     """Matching files land inside the destination directory, matching directories at ``destination/name``."""
-    build_tree(transfer.source, GLOB_TREE)
+    transfer.source.build(GLOB_TREE)
     (transfer.destination / 'into').mkdir()
     transfer.any(transfer.source / pattern, transfer.destination / 'into')
-    assert snapshot(transfer.destination / 'into') == expected
+    assert (transfer.destination / 'into').snapshot() == expected
 
 
 @pytest.mark.parametrize('destination', ['missing', 'file'])
 def test_transfer_glob_several_matches_need_a_directory(transfer: Transfer, destination: str) -> None:
     """Several matches onto a missing path or a file is an ``OSError``."""
-    build_tree(transfer.source, GLOB_TREE)
-    build_tree(transfer.destination, {'file': 'untouched'})
+    transfer.source.build(GLOB_TREE)
+    transfer.destination.build({'file': 'untouched'})
     with pytest.raises(OSError):
         transfer.any(transfer.source / '*.txt', transfer.destination / destination)
-    assert snapshot(transfer.destination) == {'file': 'untouched'}
+    assert transfer.destination.snapshot() == {'file': 'untouched'}
 
 
 def test_transfer_glob_single_file_match_into_existing_directory(
@@ -420,29 +405,29 @@ def test_transfer_glob_single_file_match_into_existing_directory(
     if transport_kind == 'core.local' and transfer.kind == 'get':
         reason = 'aiida-core 2.9 get() (local and ssh_async) writes a single glob match onto the directory itself'
         request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
-    build_tree(transfer.source, GLOB_TREE)
+    transfer.source.build(GLOB_TREE)
     (transfer.destination / 'into').mkdir()
     transfer.any(transfer.source / 'c.*', transfer.destination / 'into')
-    assert snapshot(transfer.destination / 'into') == {'c.dat': 'c'}
+    assert (transfer.destination / 'into').snapshot() == {'c.dat': 'c'}
 
 
 def test_transfer_glob_single_match_onto_new_path(transfer: Transfer) -> None:
-    build_tree(transfer.source, GLOB_TREE)
+    transfer.source.build(GLOB_TREE)
     transfer.any(transfer.source / 'a.*', transfer.destination / 'renamed.txt')
-    assert snapshot(transfer.destination) == {'renamed.txt': 'a'}
+    assert transfer.destination.snapshot() == {'renamed.txt': 'a'}
 
 
 def test_transfer_glob_in_destination_raises_value_error(transfer: Transfer) -> None:
-    build_tree(transfer.source, GLOB_TREE)
+    transfer.source.build(GLOB_TREE)
     with pytest.raises(ValueError):
         transfer.any(transfer.source / '*.txt', transfer.destination / '*')
-    assert snapshot(transfer.destination) == {}
+    assert transfer.destination.snapshot() == {}
 
 
 def test_transfer_glob_without_match_does_nothing(transfer: Transfer) -> None:
-    build_tree(transfer.source, GLOB_TREE)
+    transfer.source.build(GLOB_TREE)
     transfer.any(transfer.source / '*.none', transfer.destination)
-    assert snapshot(transfer.destination) == {}
+    assert transfer.destination.snapshot() == {}
 
 
 # --- transfers: argument checks ---------------------------------------------------------------------------------------
@@ -450,12 +435,12 @@ def test_transfer_glob_without_match_does_nothing(transfer: Transfer) -> None:
 
 @pytest.mark.parametrize('method', ['put', 'putfile', 'puttree', 'get', 'getfile', 'gettree'])
 def test_relative_local_path_raises_value_error(
-    transport: Transport, local: Path, remote: Path, method: str, monkeypatch: pytest.MonkeyPatch
+    transport: Transport, local: Location, remote: Location, method: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Local paths must be absolute, even when the relative one exists from the current directory."""
-    build_tree(local, {'tree/f.txt': 'local'})
-    build_tree(remote, {'tree/f.txt': 'remote'})
-    monkeypatch.chdir(local)
+    local.build({'tree/f.txt': 'local'})
+    remote.build({'tree/f.txt': 'remote'})
+    monkeypatch.chdir(local.path)
     is_tree = method.endswith('tree')
     relative_local = 'tree' if is_tree else 'tree/f.txt'
     remote_path = str(remote / 'tree') if is_tree else str(remote / 'tree' / 'f.txt')
@@ -467,14 +452,14 @@ def test_relative_local_path_raises_value_error(
 
 
 @pytest.mark.parametrize('dereference', [False, True])
-def test_copyfile_dereference(transport: Transport, remote: Path, dereference: bool) -> None:
-    build_tree(remote, {'target.txt': 'pointed at', 'link': Link('target.txt')})
+def test_copyfile_dereference(transport: Transport, remote: Location, dereference: bool) -> None:
+    remote.build({'target.txt': 'pointed at', 'link': Link('target.txt')})
     transport.copyfile(str(remote / 'link'), str(remote / 'copy'), dereference=dereference)
-    assert snapshot(remote)['copy'] == ('pointed at' if dereference else Link('target.txt'))
+    assert remote.snapshot()['copy'] == ('pointed at' if dereference else Link('target.txt'))
 
 
-def test_copy_onto_itself_raises_value_error(transport: Transport, remote: Path) -> None:
-    build_tree(remote, {'f.txt': 'x'})
+def test_copy_onto_itself_raises_value_error(transport: Transport, remote: Location) -> None:
+    remote.build({'f.txt': 'x'})
     with pytest.raises(ValueError):
         transport.copy(str(remote / 'f.txt'), str(remote / 'f.txt'))
 
@@ -482,13 +467,15 @@ def test_copy_onto_itself_raises_value_error(transport: Transport, remote: Path)
 @pytest.mark.parametrize('destination', ['same-transport', 'local-transport'])
 @pytest.mark.parametrize('what', ['file', 'tree'])
 def test_copy_from_remote_to_remote(
-    transport: Transport, remote: Path, tmp_path: Path, destination: str, what: str
+    transport: Transport, remote: Location, tmp_path: Path, destination: str, what: str
 ) -> None:
     """The source transport downloads, the destination transport uploads (here: the same one, or a local one)."""
     spec: dict[str, Entry] = {'f.txt': 'content'} if what == 'file' else {'tree/a.txt': 'a', 'tree/sub/b.txt': 'b'}
-    build_tree(remote / 'from', spec)
+    (remote / 'from').build(spec)
     source = remote / 'from' / ('f.txt' if what == 'file' else 'tree')
-    target_root = remote / 'to' if destination == 'same-transport' else tmp_path / 'other-machine'
+    target_root = (
+        remote / 'to' if destination == 'same-transport' else Location(DiskFiles(), tmp_path / 'other-machine')
+    )
     target_root.mkdir()
     if destination == 'same-transport':
         transport.copy_from_remote_to_remote(transport, str(source), str(target_root))
@@ -498,21 +485,21 @@ def test_copy_from_remote_to_remote(
     expected = {'f.txt': 'content'} if what == 'file' else {'tree': DIR, 'tree/a.txt': 'a', 'tree/sub': DIR}
     if what == 'tree':
         expected['tree/sub/b.txt'] = 'b'
-    assert snapshot(target_root) == expected
+    assert target_root.snapshot() == expected
 
 
 # --- listing ----------------------------------------------------------------------------------------------------------
 
 
-def test_listdir_lists_names(transport: Transport, remote: Path) -> None:
+def test_listdir_lists_names(transport: Transport, remote: Location) -> None:
     """Plain names, hidden entries and links included, without ``.`` and ``..``."""
-    build_tree(remote, {**SAMPLE_TREE, 'link': Link('a.txt'), 'dangling': Link('nowhere')})
+    remote.build({**SAMPLE_TREE, 'link': Link('a.txt'), 'dangling': Link('nowhere')})
     assert sorted(transport.listdir(str(remote))) == sorted(
         ['a.txt', 'b.dat', '.hidden', 'sub', 'empty', 'link', 'dangling']
     )
 
 
-def test_listdir_of_empty_directory(transport: Transport, remote: Path) -> None:
+def test_listdir_of_empty_directory(transport: Transport, remote: Location) -> None:
     assert transport.listdir(str(remote)) == []
 
 
@@ -527,21 +514,21 @@ def test_listdir_of_empty_directory(transport: Transport, remote: Path) -> None:
         pytest.param('*.none', [], id='no-match'),
     ],
 )
-def test_listdir_pattern(transport: Transport, remote: Path, pattern: str, expected: list[str]) -> None:
+def test_listdir_pattern(transport: Transport, remote: Location, pattern: str, expected: list[str]) -> None:
     """``pattern`` filters the names like a shell glob inside the directory; the names stay relative."""
-    build_tree(remote, GLOB_TREE)
+    remote.build(GLOB_TREE)
     assert sorted(transport.listdir(str(remote), pattern=pattern)) == sorted(expected)
 
 
 @pytest.mark.parametrize('name', SPECIAL_NAMES)
-def test_listdir_special_name(transport: Transport, remote: Path, name: str) -> None:
-    build_tree(remote, {name: 'x', f'dir {name}': DIR})
+def test_listdir_special_name(transport: Transport, remote: Location, name: str) -> None:
+    remote.build({name: 'x', f'dir {name}': DIR})
     assert sorted(transport.listdir(str(remote))) == sorted([name, f'dir {name}'])
 
 
 @pytest.mark.parametrize('path', ['missing', 'file.txt'])
-def test_listdir_of_non_directory_raises(transport: Transport, remote: Path, path: str) -> None:
-    build_tree(remote, {'file.txt': 'x'})
+def test_listdir_of_non_directory_raises(transport: Transport, remote: Location, path: str) -> None:
+    remote.build({'file.txt': 'x'})
     with pytest.raises(OSError):
         transport.listdir(str(remote / path))
 
@@ -557,11 +544,10 @@ def test_listdir_of_non_directory_raises(transport: Transport, remote: Path, pat
     ],
 )
 def test_listdir_withattributes_entry(
-    transport: Transport, remote: Path, name: str, isdir: bool, file_type: int
+    transport: Transport, remote: Location, name: str, isdir: bool, file_type: int
 ) -> None:
     """Each entry has its name, ``isdir`` (following links) and the attributes of the entry itself (not followed)."""
-    build_tree(
-        remote,
+    remote.build(
         {
             'a.txt': 'alpha',
             'sub/c.txt': 'c',
@@ -576,17 +562,17 @@ def test_listdir_withattributes_entry(
     assert entry['isdir'] is isdir
     assert isinstance(entry['attributes'], FileAttribute)
     assert stat.S_IFMT(entry['attributes'].st_mode) == file_type
-    assert entry['attributes'].st_size == (remote / name).lstat().st_size
+    assert entry['attributes'].st_size == (remote / name).lstat().size
 
 
 def test_listdir_withattributes_pattern(
-    transport: Transport, transport_kind: str, remote: Path, request: pytest.FixtureRequest
+    transport: Transport, transport_kind: str, remote: Location, request: pytest.FixtureRequest
 ) -> None:
     """``pattern`` filters the entries as in ``listdir``, as the docstring promises."""
     if transport_kind == 'core.local':
         reason = 'aiida-core 2.9 BlockingTransport.listdir_withattributes ignores pattern (core.ssh_async honours it)'
         request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
-    build_tree(remote, GLOB_TREE)
+    remote.build(GLOB_TREE)
     names = [entry['name'] for entry in transport.listdir_withattributes(str(remote), pattern='*.txt')]
     assert sorted(names) == ['a.txt', 'b.txt']
 
@@ -594,18 +580,18 @@ def test_listdir_withattributes_pattern(
 # --- attributes and predicates ----------------------------------------------------------------------------------------
 
 
-def test_get_attribute_of_file(transport: Transport, remote: Path) -> None:
+def test_get_attribute_of_file(transport: Transport, remote: Location) -> None:
     """All six FileAttribute fields, as ``lstat`` sees them (FirecREST has whole-second times)."""
-    build_tree(remote, {'f.txt': 'twelve bytes'})
+    remote.build({'f.txt': 'twelve bytes'})
     expected = (remote / 'f.txt').lstat()
     attributes = transport.get_attribute(str(remote / 'f.txt'))
     assert isinstance(attributes, FileAttribute)
     assert set(attributes) == set(FileAttribute._valid_fields)
     assert attributes.st_size == 12
-    assert attributes.st_mode == expected.st_mode
-    assert (attributes.st_uid, attributes.st_gid) == (expected.st_uid, expected.st_gid)
-    assert abs(attributes.st_mtime - expected.st_mtime) < 1
-    assert abs(attributes.st_atime - expected.st_atime) < 1
+    assert attributes.st_mode == expected.mode
+    assert (attributes.st_uid, attributes.st_gid) == (expected.uid, expected.gid)
+    assert abs(attributes.st_mtime - expected.mtime) < 1
+    assert abs(attributes.st_atime - expected.atime) < 1
 
 
 @pytest.mark.parametrize(
@@ -616,14 +602,14 @@ def test_get_attribute_of_file(transport: Transport, remote: Path) -> None:
         pytest.param('dangling', stat.S_IFLNK, id='dangling-link'),
     ],
 )
-def test_get_attribute_file_type(transport: Transport, remote: Path, name: str, file_type: int) -> None:
-    build_tree(remote, {'sub': DIR, 'link': Link('sub'), 'dangling': Link('nowhere')})
+def test_get_attribute_file_type(transport: Transport, remote: Location, name: str, file_type: int) -> None:
+    remote.build({'sub': DIR, 'link': Link('sub'), 'dangling': Link('nowhere')})
     attributes = transport.get_attribute(str(remote / name))
     assert stat.S_IFMT(attributes.st_mode) == file_type
-    assert attributes.st_mode == (remote / name).lstat().st_mode
+    assert attributes.st_mode == (remote / name).lstat().mode
 
 
-def test_get_attribute_of_missing_path_raises(transport: Transport, remote: Path) -> None:
+def test_get_attribute_of_missing_path_raises(transport: Transport, remote: Location) -> None:
     with pytest.raises(FileNotFoundError):
         transport.get_attribute(str(remote / 'missing'))
 
@@ -641,10 +627,9 @@ def test_get_attribute_of_missing_path_raises(transport: Transport, remote: Path
         pytest.param('with space.txt', (False, True, True), id='special-name'),
     ],
 )
-def test_isdir_isfile_path_exists(transport: Transport, remote: Path, path: str, expected: tuple) -> None:
+def test_isdir_isfile_path_exists(transport: Transport, remote: Location, path: str, expected: tuple) -> None:
     """The three predicates follow links (like ``os.path``) and answer False rather than raise."""
-    build_tree(
-        remote,
+    remote.build(
         {
             'file.txt': 'x',
             'dir': DIR,
@@ -659,14 +644,14 @@ def test_isdir_isfile_path_exists(transport: Transport, remote: Path, path: str,
 
 
 @pytest.mark.parametrize('path_type', [str, Path, PurePosixPath])
-def test_methods_accept_path_objects(transport: Transport, remote: Path, local: Path, path_type: type) -> None:
+def test_methods_accept_path_objects(transport: Transport, remote: Location, local: Location, path_type: type) -> None:
     """Every path argument is a ``TransportPath``: ``str``, ``Path`` or ``PurePosixPath``."""
-    build_tree(local, {'f.txt': 'content'})
-    transport.putfile(path_type(local / 'f.txt'), path_type(remote / 'f.txt'))
-    transport.getfile(path_type(remote / 'f.txt'), path_type(local / 'back.txt'))
-    assert transport.isfile(path_type(remote / 'f.txt'))
-    assert transport.listdir(path_type(remote)) == ['f.txt']
-    assert transport.get_attribute(path_type(remote / 'f.txt')).st_size == 7
+    local.build({'f.txt': 'content'})
+    transport.putfile(path_type(str(local / 'f.txt')), path_type(str(remote / 'f.txt')))
+    transport.getfile(path_type(str(remote / 'f.txt')), path_type(str(local / 'back.txt')))
+    assert transport.isfile(path_type(str(remote / 'f.txt')))
+    assert transport.listdir(path_type(str(remote))) == ['f.txt']
+    assert transport.get_attribute(path_type(str(remote / 'f.txt'))).st_size == 7
     assert (local / 'back.txt').read_text() == 'content'
 
 
@@ -674,69 +659,70 @@ def test_methods_accept_path_objects(transport: Transport, remote: Path, local: 
 
 
 @pytest.mark.parametrize('name', ['a/b/c', *SPECIAL_NAMES])
-def test_makedirs_creates_all_levels(transport: Transport, remote: Path, name: str) -> None:
+def test_makedirs_creates_all_levels(transport: Transport, remote: Location, name: str) -> None:
     transport.makedirs(str(remote / 'top' / name))
-    assert (remote / 'top' / name).is_dir()
+    levels = [PurePosixPath(name), *PurePosixPath(name).parents[:-1]]
+    assert (remote / 'top').snapshot() == {str(level): DIR for level in levels}
 
 
-def test_makedirs_existing_raises(transport: Transport, remote: Path) -> None:
-    build_tree(remote, {'a/b': DIR})
+def test_makedirs_existing_raises(transport: Transport, remote: Location) -> None:
+    remote.build({'a/b': DIR})
     with pytest.raises(FileExistsError):
         transport.makedirs(str(remote / 'a' / 'b'))
 
 
-def test_makedirs_existing_with_ignore_existing_keeps_content(transport: Transport, remote: Path) -> None:
-    build_tree(remote, {'a/b/f.txt': 'kept'})
+def test_makedirs_existing_with_ignore_existing_keeps_content(transport: Transport, remote: Location) -> None:
+    remote.build({'a/b/f.txt': 'kept'})
     transport.makedirs(str(remote / 'a' / 'b'), ignore_existing=True)
-    assert snapshot(remote) == {'a': DIR, 'a/b': DIR, 'a/b/f.txt': 'kept'}
+    assert remote.snapshot() == {'a': DIR, 'a/b': DIR, 'a/b/f.txt': 'kept'}
 
 
 def test_makedirs_onto_existing_file_raises_even_with_ignore_existing(
-    transport: Transport, transport_kind: str, remote: Path, request: pytest.FixtureRequest
+    transport: Transport, transport_kind: str, remote: Location, request: pytest.FixtureRequest
 ) -> None:
     if transport_kind == 'core.local':
         reason = 'aiida-core 2.9 LocalTransport.makedirs silently accepts an existing file as the leaf'
         request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
-    build_tree(remote, {'a/f': 'file'})
+    remote.build({'a/f': 'file'})
     with pytest.raises(FileExistsError):
         transport.makedirs(str(remote / 'a' / 'f'), ignore_existing=True)
 
 
-def test_makedirs_below_a_file_raises(transport: Transport, remote: Path) -> None:
-    build_tree(remote, {'f': 'file'})
+def test_makedirs_below_a_file_raises(transport: Transport, remote: Location) -> None:
+    remote.build({'f': 'file'})
     with pytest.raises(NotADirectoryError):
         transport.makedirs(str(remote / 'f' / 'sub'))
 
 
 @pytest.mark.parametrize('name', ['plain', *SPECIAL_NAMES])
-def test_mkdir_creates_directory(transport: Transport, remote: Path, name: str) -> None:
+def test_mkdir_creates_directory(transport: Transport, remote: Location, name: str) -> None:
     transport.mkdir(str(remote / name))
-    assert snapshot(remote) == {name: DIR}
+    assert remote.snapshot() == {name: DIR}
 
 
 @pytest.mark.parametrize('existing', [DIR, 'a file'], ids=['dir', 'file'])
-def test_mkdir_existing_raises(transport: Transport, remote: Path, existing: Entry) -> None:
-    build_tree(remote, {'x': existing})
+def test_mkdir_existing_raises(transport: Transport, remote: Location, existing: Entry) -> None:
+    remote.build({'x': existing})
     with pytest.raises(FileExistsError):
         transport.mkdir(str(remote / 'x'))
 
 
-def test_mkdir_existing_with_ignore_existing_keeps_content(transport: Transport, remote: Path) -> None:
-    build_tree(remote, {'x/f.txt': 'kept'})
+def test_mkdir_existing_with_ignore_existing_keeps_content(transport: Transport, remote: Location) -> None:
+    remote.build({'x/f.txt': 'kept'})
     transport.mkdir(str(remote / 'x'), ignore_existing=True)
-    assert snapshot(remote) == {'x': DIR, 'x/f.txt': 'kept'}
+    assert remote.snapshot() == {'x': DIR, 'x/f.txt': 'kept'}
 
 
-def test_mkdir_with_missing_parent_raises(transport: Transport, remote: Path) -> None:
+def test_mkdir_with_missing_parent_raises(transport: Transport, remote: Location) -> None:
     with pytest.raises(FileNotFoundError):
         transport.mkdir(str(remote / 'missing' / 'x'))
-    assert snapshot(remote) == {}
+    assert remote.snapshot() == {}
 
 
-def test_rmdir_removes_empty_directory(transport: Transport, remote: Path) -> None:
-    build_tree(remote, {'empty': DIR, 'other': 'kept'})
+def test_rmdir_removes_empty_directory(transport: Transport, remote: Location) -> None:
+    remote.build({'empty': DIR, 'other': 'kept'})
     transport.rmdir(str(remote / 'empty'))
-    assert snapshot(remote) == {'other': 'kept'}
+    assert remote.snapshot() == {'other': 'kept'}
 
 
 @pytest.mark.parametrize(
@@ -747,43 +733,43 @@ def test_rmdir_removes_empty_directory(transport: Transport, remote: Path) -> No
         pytest.param('file.txt', NotADirectoryError, id='file'),
     ],
 )
-def test_rmdir_error(transport: Transport, remote: Path, path: str, error: type[Exception]) -> None:
+def test_rmdir_error(transport: Transport, remote: Location, path: str, error: type[Exception]) -> None:
     spec: dict[str, Entry] = {'full/f.txt': 'x', 'file.txt': 'x'}
-    build_tree(remote, spec)
+    remote.build(spec)
     with pytest.raises(error):
         transport.rmdir(str(remote / path))
-    assert snapshot(remote) == {**spec, 'full': DIR}
+    assert remote.snapshot() == {**spec, 'full': DIR}
 
 
-def test_rmtree_removes_tree(transport: Transport, remote: Path) -> None:
-    build_tree(remote, {'tree': DIR, **{f'tree/{path}': entry for path, entry in SAMPLE_TREE.items()}, 'other': 'x'})
+def test_rmtree_removes_tree(transport: Transport, remote: Location) -> None:
+    remote.build({'tree': DIR, **{f'tree/{path}': entry for path, entry in SAMPLE_TREE.items()}, 'other': 'x'})
     transport.rmtree(str(remote / 'tree'))
-    assert snapshot(remote) == {'other': 'x'}
+    assert remote.snapshot() == {'other': 'x'}
 
 
-def test_rmtree_does_not_follow_links(transport: Transport, remote: Path) -> None:
+def test_rmtree_does_not_follow_links(transport: Transport, remote: Location) -> None:
     """Links inside the tree are removed as links: what they point to survives."""
-    build_tree(remote, {'keep/f.txt': 'kept', 'tree/link': Link('../keep'), 'tree/abs': Link(str(remote / 'keep'))})
+    remote.build({'keep/f.txt': 'kept', 'tree/link': Link('../keep'), 'tree/abs': Link(str(remote / 'keep'))})
     transport.rmtree(str(remote / 'tree'))
-    assert snapshot(remote) == {'keep': DIR, 'keep/f.txt': 'kept'}
+    assert remote.snapshot() == {'keep': DIR, 'keep/f.txt': 'kept'}
 
 
-def test_rmtree_of_a_file_removes_it(transport: Transport, remote: Path) -> None:
-    build_tree(remote, {'f.txt': 'x', 'other': 'y'})
+def test_rmtree_of_a_file_removes_it(transport: Transport, remote: Location) -> None:
+    remote.build({'f.txt': 'x', 'other': 'y'})
     transport.rmtree(str(remote / 'f.txt'))
-    assert snapshot(remote) == {'other': 'y'}
+    assert remote.snapshot() == {'other': 'y'}
 
 
-def test_rmtree_of_missing_path_does_nothing(transport: Transport, remote: Path) -> None:
+def test_rmtree_of_missing_path_does_nothing(transport: Transport, remote: Location) -> None:
     transport.rmtree(str(remote / 'missing'))
-    assert snapshot(remote) == {}
+    assert remote.snapshot() == {}
 
 
 @pytest.mark.parametrize('name', SPECIAL_NAMES)
-def test_rmtree_special_name(transport: Transport, remote: Path, name: str) -> None:
-    build_tree(remote, {f'{name}/{name}': 'x', 'other': 'y'})
+def test_rmtree_special_name(transport: Transport, remote: Location, name: str) -> None:
+    remote.build({f'{name}/{name}': 'x', 'other': 'y'})
     transport.rmtree(str(remote / name))
-    assert snapshot(remote) == {'other': 'y'}
+    assert remote.snapshot() == {'other': 'y'}
 
 
 # --- files ------------------------------------------------------------------------------------------------------------
@@ -797,10 +783,10 @@ def test_rmtree_special_name(transport: Transport, remote: Path, name: str) -> N
         pytest.param('dangling', {'target.txt': 'x', 'f.txt': 'y', 'link': Link('target.txt')}, id='dangling-link'),
     ],
 )
-def test_remove(transport: Transport, remote: Path, name: str, kept: dict) -> None:
-    build_tree(remote, {'target.txt': 'x', 'f.txt': 'y', 'link': Link('target.txt'), 'dangling': Link('nowhere')})
+def test_remove(transport: Transport, remote: Location, name: str, kept: dict) -> None:
+    remote.build({'target.txt': 'x', 'f.txt': 'y', 'link': Link('target.txt'), 'dangling': Link('nowhere')})
     transport.remove(str(remote / name))
-    assert snapshot(remote) == kept
+    assert remote.snapshot() == kept
 
 
 @pytest.mark.parametrize(
@@ -810,18 +796,18 @@ def test_remove(transport: Transport, remote: Path, name: str, kept: dict) -> No
         pytest.param('missing', FileNotFoundError, id='missing'),
     ],
 )
-def test_remove_error(transport: Transport, remote: Path, path: str, error: type[Exception]) -> None:
-    build_tree(remote, {'dir/f.txt': 'x'})
+def test_remove_error(transport: Transport, remote: Location, path: str, error: type[Exception]) -> None:
+    remote.build({'dir/f.txt': 'x'})
     with pytest.raises(error):
         transport.remove(str(remote / path))
-    assert snapshot(remote) == {'dir': DIR, 'dir/f.txt': 'x'}
+    assert remote.snapshot() == {'dir': DIR, 'dir/f.txt': 'x'}
 
 
 @pytest.mark.parametrize('name', SPECIAL_NAMES)
-def test_remove_special_name(transport: Transport, remote: Path, name: str) -> None:
-    build_tree(remote, {name: 'x', 'other': 'y'})
+def test_remove_special_name(transport: Transport, remote: Location, name: str) -> None:
+    remote.build({name: 'x', 'other': 'y'})
     transport.remove(str(remote / name))
-    assert snapshot(remote) == {'other': 'y'}
+    assert remote.snapshot() == {'other': 'y'}
 
 
 @pytest.mark.parametrize(
@@ -835,20 +821,20 @@ def test_remove_special_name(transport: Transport, remote: Path, name: str) -> N
         ),
     ],
 )
-def test_rename(transport: Transport, remote: Path, old: str, new: str, expected: dict) -> None:
-    build_tree(remote, {'f.txt': 'content', 'd/inner': 'i'})
+def test_rename(transport: Transport, remote: Location, old: str, new: str, expected: dict) -> None:
+    remote.build({'f.txt': 'content', 'd/inner': 'i'})
     transport.rename(str(remote / old), str(remote / new))
-    assert snapshot(remote) == expected
+    assert remote.snapshot() == expected
 
 
 @pytest.mark.parametrize(('old', 'new'), [('missing', 'new'), ('f.txt', 'other.txt')], ids=['missing-source', 'exists'])
-def test_rename_error(transport: Transport, remote: Path, old: str, new: str) -> None:
+def test_rename_error(transport: Transport, remote: Location, old: str, new: str) -> None:
     """A missing source and an existing destination are both ``OSError``s; nothing changes."""
     spec: dict[str, Entry] = {'f.txt': 'content', 'other.txt': 'other'}
-    build_tree(remote, spec)
+    remote.build(spec)
     with pytest.raises(OSError):
         transport.rename(str(remote / old), str(remote / new))
-    assert snapshot(remote) == spec
+    assert remote.snapshot() == spec
 
 
 @pytest.mark.parametrize(
@@ -866,15 +852,15 @@ def test_rename_error(transport: Transport, remote: Path, old: str, new: str) ->
         ('dir', 0o1777),
     ],
 )
-def test_chmod(transport: Transport, remote: Path, kind: str, mode: int) -> None:
+def test_chmod(transport: Transport, remote: Location, kind: str, mode: int) -> None:
     """The mode set is the mode ``get_mode`` (and ``get_attribute``) reports."""
-    build_tree(remote, {'x': DIR if kind == 'dir' else 'content'})
+    remote.build({'x': DIR if kind == 'dir' else 'content'})
     transport.chmod(str(remote / 'x'), mode)
-    assert stat.S_IMODE((remote / 'x').stat().st_mode) == mode
+    assert stat.S_IMODE((remote / 'x').lstat().mode) == mode
     assert transport.get_mode(str(remote / 'x')) == mode
 
 
-def test_chmod_missing_path_raises(transport: Transport, remote: Path) -> None:
+def test_chmod_missing_path_raises(transport: Transport, remote: Location) -> None:
     with pytest.raises(OSError):
         transport.chmod(str(remote / 'missing'), 0o644)
 
@@ -888,18 +874,18 @@ def test_chmod_missing_path_raises(transport: Transport, remote: Path) -> None:
         pytest.param('link/f.txt', 'a/f.txt', id='link-resolved'),
     ],
 )
-def test_normalize(transport: Transport, remote: Path, path: str, expected: str) -> None:
-    build_tree(remote, {'a/f.txt': 'x', 'b': DIR, 'link': Link('a')})
-    root = os.path.realpath(remote)
+def test_normalize(transport: Transport, remote: Location, path: str, expected: str) -> None:
+    remote.build({'a/f.txt': 'x', 'b': DIR, 'link': Link('a')})
+    root = remote.realpath()
     assert transport.normalize(f'{root}/{path}') == f'{root}/{expected}'
 
 
-def test_whoami(transport: Transport) -> None:
-    """The local server runs as the user running the tests, so both transports name this user."""
-    assert transport.whoami() == pwd.getpwuid(os.geteuid()).pw_name
+def test_whoami(transport: Transport, remote: Location) -> None:
+    """The user named is the one who owns what the transport's side creates (here, the fresh ``remote``)."""
+    assert transport.whoami() == remote.owner()
 
 
-def test_exec_command_wait(transport: Transport, transport_kind: str, remote: Path) -> None:
+def test_exec_command_wait(transport: Transport, transport_kind: str, remote: Location) -> None:
     if transport_kind == 'firecrest':
         # FirecREST v2 has no endpoint to run a command; `verdi computer test` reports NotImplementedError as skipped.
         with pytest.raises(NotImplementedError):
@@ -920,37 +906,37 @@ def test_exec_command_wait(transport: Transport, transport_kind: str, remote: Pa
         pytest.param("it's ü.txt", 'special', id='special-name'),
     ],
 )
-def test_symlink(transport: Transport, remote: Path, target: str, expected: Entry | None) -> None:
+def test_symlink(transport: Transport, remote: Location, target: str, expected: Entry | None) -> None:
     """The link points at exactly the source path given (here absolute); a missing source is allowed."""
-    build_tree(remote, {'f.txt': 'content', 'd/inner': 'i', "it's ü.txt": 'special'})
+    remote.build({'f.txt': 'content', 'd/inner': 'i', "it's ü.txt": 'special'})
     transport.symlink(str(remote / target), str(remote / 'link'))
-    assert os.readlink(remote / 'link') == str(remote / target)
+    assert remote.snapshot()['link'] == Link(str(remote / target))
     if expected is None:
-        assert not (remote / 'link').exists()
+        assert not (remote / 'link').exists(follow_links=True)
     elif expected is DIR:
         assert (remote / 'link' / 'inner').read_text() == 'i'
     else:
         assert (remote / 'link').read_text() == expected
 
 
-def test_symlink_with_glob_links_every_match_into_destination(transport: Transport, remote: Path) -> None:
-    build_tree(remote, {**{f'src/{path}': entry for path, entry in GLOB_TREE.items()}, 'links': DIR})
+def test_symlink_with_glob_links_every_match_into_destination(transport: Transport, remote: Location) -> None:
+    remote.build({**{f'src/{path}': entry for path, entry in GLOB_TREE.items()}, 'links': DIR})
     transport.symlink(str(remote / 'src' / '*.txt'), str(remote / 'links'))
-    assert snapshot(remote / 'links') == {
+    assert (remote / 'links').snapshot() == {
         'a.txt': Link(str(remote / 'src' / 'a.txt')),
         'b.txt': Link(str(remote / 'src' / 'b.txt')),
     }
 
 
-def test_symlink_onto_existing_path_raises(transport: Transport, remote: Path) -> None:
-    build_tree(remote, {'f.txt': 'content', 'existing': 'kept'})
+def test_symlink_onto_existing_path_raises(transport: Transport, remote: Location) -> None:
+    remote.build({'f.txt': 'content', 'existing': 'kept'})
     with pytest.raises(OSError):
         transport.symlink(str(remote / 'f.txt'), str(remote / 'existing'))
-    assert snapshot(remote) == {'f.txt': 'content', 'existing': 'kept'}
+    assert remote.snapshot() == {'f.txt': 'content', 'existing': 'kept'}
 
 
-def test_symlink_with_glob_in_destination_raises_value_error(transport: Transport, remote: Path) -> None:
-    build_tree(remote, {'src/a.txt': 'a', 'links': DIR})
+def test_symlink_with_glob_in_destination_raises_value_error(transport: Transport, remote: Location) -> None:
+    remote.build({'src/a.txt': 'a', 'links': DIR})
     with pytest.raises(ValueError):
         transport.symlink(str(remote / 'src' / '*.txt'), str(remote / 'links' / '*'))
 
@@ -975,21 +961,21 @@ GLOB_CASES = [
 
 
 @pytest.mark.parametrize(('pattern', 'expected'), GLOB_CASES)
-def test_glob(transport: Transport, remote: Path, pattern: str, expected: set[str]) -> None:
+def test_glob(transport: Transport, remote: Location, pattern: str, expected: set[str]) -> None:
     """Absolute paths of the matches; ``*`` and ``?`` do not match a leading dot."""
-    build_tree(remote, GLOB_TREE)
+    remote.build(GLOB_TREE)
     assert sorted(transport.glob(f'{remote}/{pattern}')) == sorted(f'{remote}/{path}' for path in expected)
 
 
 @pytest.mark.parametrize(('pattern', 'expected'), GLOB_CASES[:3])
-def test_iglob(transport: Transport, remote: Path, pattern: str, expected: set[str]) -> None:
-    build_tree(remote, GLOB_TREE)
+def test_iglob(transport: Transport, remote: Location, pattern: str, expected: set[str]) -> None:
+    remote.build(GLOB_TREE)
     assert sorted(transport.iglob(f'{remote}/{pattern}')) == sorted(f'{remote}/{path}' for path in expected)
 
 
-def test_glob_special_names(transport: Transport, remote: Path) -> None:
-    names = [param.values[0] for param in SPECIAL_NAMES]
-    build_tree(remote, dict.fromkeys(names, 'x'))
+def test_glob_special_names(transport: Transport, remote: Location) -> None:
+    names = [str(param.values[0]) for param in SPECIAL_NAMES]
+    remote.build(dict.fromkeys(names, 'x'))
     assert sorted(transport.glob(f'{remote}/*.txt')) == sorted(f'{remote}/{name}' for name in names)
 
 
@@ -1005,9 +991,9 @@ ARCHIVED: dict[str, Entry] = {
 }
 
 
-def _archive_members(archive: Path, mode: str) -> dict[str, str]:
+def _archive_members(archive: Location, mode: str) -> dict[str, str]:
     """Map each member name of ``archive`` to its kind: ``'file'``, ``'dir'`` or ``'link'``."""
-    with tarfile.open(archive, mode) as tar:  # type: ignore[call-overload]
+    with tarfile.open(fileobj=io.BytesIO(archive.read_bytes()), mode=mode) as tar:  # type: ignore[call-overload]
         return {
             member.name.rstrip('/'): 'link' if member.issym() else 'dir' if member.isdir() else 'file'
             for member in tar.getmembers()
@@ -1015,19 +1001,21 @@ def _archive_members(archive: Path, mode: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(('archive_format', 'tar_mode'), ARCHIVE_FORMATS)
-def test_compress_extract_round_trip(transport: Transport, remote: Path, archive_format: str, tar_mode: str) -> None:
+def test_compress_extract_round_trip(
+    transport: Transport, remote: Location, archive_format: str, tar_mode: str
+) -> None:
     """The archive is of the requested format, relative to ``root_dir``, and extracts to the original tree."""
-    build_tree(remote / 'data', ARCHIVED)
+    (remote / 'data').build(ARCHIVED)
     archive = remote / f'archive.{archive_format}'
     transport.compress(archive_format, str(remote / 'data'), str(archive), str(remote))
     assert _archive_members(archive, tar_mode)['data/link'] == 'link'
     transport.extract(str(archive), str(remote / 'out'))
-    assert snapshot(remote / 'out') == {'data': DIR, **{f'data/{path}': entry for path, entry in ARCHIVED.items()}}
+    assert (remote / 'out').snapshot() == {'data': DIR, **{f'data/{path}': entry for path, entry in ARCHIVED.items()}}
 
 
 @pytest.mark.parametrize(('dereference', 'kind'), [(False, 'link'), (True, 'file')])
-def test_compress_dereference(transport: Transport, remote: Path, dereference: bool, kind: str) -> None:
-    build_tree(remote / 'data', ARCHIVED)
+def test_compress_dereference(transport: Transport, remote: Location, dereference: bool, kind: str) -> None:
+    (remote / 'data').build(ARCHIVED)
     archive = remote / 'archive.tar'
     transport.compress('tar', str(remote / 'data'), str(archive), str(remote), dereference=dereference)
     assert _archive_members(archive, 'r:')['data/link'] == kind
@@ -1045,7 +1033,7 @@ def test_compress_dereference(transport: Transport, remote: Path, dereference: b
     ],
 )
 def test_compress_selected_sources(
-    transport: Transport, transport_kind: str, remote: Path, sources: list[str], expected: dict
+    transport: Transport, transport_kind: str, remote: Location, sources: list[str], expected: dict
 ) -> None:
     """Only the selected sources are archived, named relative to ``root_dir``: ``strip_components=1`` drops ``data``."""
     if transport_kind == 'firecrest':
@@ -1054,15 +1042,15 @@ def test_compress_selected_sources(
         expected = {path: entry for path, entry in expected.items() if isinstance(entry, str)}
         expected.update({path.rsplit('/', 1)[0]: DIR for path in list(expected) if '/' in path})
     tree: dict[str, Entry] = {'a.txt': 'a', 'c.txt': 'c', 'b.dat': 'b', 'sub/b.txt': 'b', 'sub/empty': DIR}
-    build_tree(remote / 'data', {**tree, 'sub/link': Link('b.txt')})
+    (remote / 'data').build({**tree, 'sub/link': Link('b.txt')})
     archive = remote / 'archive.tar.gz'
     transport.compress('tar.gz', [str(remote / source) for source in sources], str(archive), str(remote))
     transport.extract(str(archive), str(remote / 'out'), strip_components=1)
-    assert snapshot(remote / 'out') == expected
+    assert (remote / 'out').snapshot() == expected
 
 
-def test_compress_creates_missing_parent_of_destination(transport: Transport, remote: Path) -> None:
-    build_tree(remote / 'data', {'a.txt': 'a'})
+def test_compress_creates_missing_parent_of_destination(transport: Transport, remote: Location) -> None:
+    (remote / 'data').build({'a.txt': 'a'})
     archive = remote / 'new' / 'dir' / 'archive.tar'
     transport.compress('tar', str(remote / 'data'), str(archive), str(remote))
     assert set(_archive_members(archive, 'r:')) == {'data', 'data/a.txt'}
@@ -1079,8 +1067,10 @@ def test_compress_creates_missing_parent_of_destination(transport: Transport, re
         pytest.param({'root_dir': 'data/a.txt'}, OSError, id='root-dir-not-directory'),
     ],
 )
-def test_compress_error(transport: Transport, remote: Path, arguments: dict[str, Any], error: type[Exception]) -> None:
-    build_tree(remote, {'data/a.txt': 'a', 'existing.tar': 'not an archive'})
+def test_compress_error(
+    transport: Transport, remote: Location, arguments: dict[str, Any], error: type[Exception]
+) -> None:
+    remote.build({'data/a.txt': 'a', 'existing.tar': 'not an archive'})
     call: dict[str, Any] = {
         'format': 'tar',
         'remotesources': 'data',
@@ -1093,25 +1083,24 @@ def test_compress_error(transport: Transport, remote: Path, arguments: dict[str,
         call[key] = str(remote / call[key]) if call[key] else str(remote)
     with pytest.raises(error):
         transport.compress(**call)
-    assert (remote / 'existing.tar').read_text() == 'not an archive'
-    assert not (remote / 'archive.tar').exists()
+    assert remote.snapshot() == {'data': DIR, 'data/a.txt': 'a', 'existing.tar': 'not an archive'}
 
 
-def test_extract_strip_components(transport: Transport, remote: Path) -> None:
-    build_tree(remote / 'data', ARCHIVED)
+def test_extract_strip_components(transport: Transport, remote: Location) -> None:
+    (remote / 'data').build(ARCHIVED)
     transport.compress('tar.gz', str(remote / 'data'), str(remote / 'archive.tar.gz'), str(remote))
     transport.extract(str(remote / 'archive.tar.gz'), str(remote / 'out'), strip_components=1)
-    assert snapshot(remote / 'out') == ARCHIVED
+    assert (remote / 'out').snapshot() == ARCHIVED
 
 
-def test_extract_creates_missing_destination(transport: Transport, remote: Path) -> None:
-    build_tree(remote / 'data', {'a.txt': 'a'})
+def test_extract_creates_missing_destination(transport: Transport, remote: Location) -> None:
+    (remote / 'data').build({'a.txt': 'a'})
     transport.compress('tar', str(remote / 'data'), str(remote / 'archive.tar'), str(remote))
     transport.extract(str(remote / 'archive.tar'), str(remote / 'new' / 'nested'))
-    assert snapshot(remote / 'new' / 'nested') == {'data': DIR, 'data/a.txt': 'a'}
+    assert (remote / 'new' / 'nested').snapshot() == {'data': DIR, 'data/a.txt': 'a'}
 
 
-def test_extract_missing_archive_raises(transport: Transport, remote: Path) -> None:
+def test_extract_missing_archive_raises(transport: Transport, remote: Location) -> None:
     with pytest.raises(OSError):
         transport.extract(str(remote / 'missing.tar'), str(remote / 'out'))
 
@@ -1119,11 +1108,11 @@ def test_extract_missing_archive_raises(transport: Transport, remote: Path) -> N
 # --- concurrency ------------------------------------------------------------------------------------------------------
 
 
-def test_many_coroutines_at_once(transport: Transport, local: Path, remote: Path) -> None:
+def test_many_coroutines_at_once(transport: Transport, local: Location, remote: Location) -> None:
     """The engine shares one transport between CalcJobs and awaits many of its coroutines at once."""
     count = 50
     for index in range(count):
-        (local / f'up-{index}.txt').write_text(f'payload {index}')
+        (local / f'up-{index}.txt').write_bytes(f'payload {index}'.encode())
 
     async def upload() -> list[Any]:
         return await asyncio.gather(
@@ -1136,7 +1125,7 @@ def test_many_coroutines_at_once(transport: Transport, local: Path, remote: Path
         )
 
     run_coroutine(transport, upload)
-    assert snapshot(remote) == {f'file-{i}.txt': f'payload {i}' for i in range(count)}
+    assert remote.snapshot() == {f'file-{i}.txt': f'payload {i}' for i in range(count)}
     run_coroutine(transport, download)
     assert {i: (local / f'down-{i}.txt').read_text() for i in range(count)} == {i: f'payload {i}' for i in range(count)}
 
@@ -1147,7 +1136,7 @@ def test_many_coroutines_at_once(transport: Transport, local: Path, remote: Path
 @NEEDS_PERMISSIONS
 @pytest.mark.parametrize('family', ['any', 'file'])
 def test_transfer_unreadable_file_raises_permission_error(transfer: Transfer, family: str) -> None:
-    build_tree(transfer.source, {'secret.txt': 'secret'})
+    transfer.source.build({'secret.txt': 'secret'})
     (transfer.source / 'secret.txt').chmod(0o000)
     with pytest.raises(PermissionError):
         transfer.call(family, transfer.source / 'secret.txt', transfer.destination / 'copy.txt')
@@ -1157,7 +1146,7 @@ def test_transfer_unreadable_file_raises_permission_error(transfer: Transfer, fa
 @NEEDS_PERMISSIONS
 @pytest.mark.parametrize('family', ['any', 'file'])
 def test_transfer_into_read_only_directory_raises_permission_error(transfer: Transfer, family: str) -> None:
-    build_tree(transfer.source, {'f.txt': 'content'})
+    transfer.source.build({'f.txt': 'content'})
     (transfer.destination / 'ro').mkdir(mode=0o500)
     with pytest.raises(PermissionError):
         transfer.call(family, transfer.source / 'f.txt', transfer.destination / 'ro' / 'f.txt')
@@ -1174,10 +1163,10 @@ def test_transfer_into_read_only_directory_raises_permission_error(transfer: Tra
     ],
 )
 def test_change_in_read_only_directory_raises_permission_error(
-    transport: Transport, remote: Path, operation: Callable[[Transport, Path], Any]
+    transport: Transport, remote: Location, operation: Callable[[Transport, Location], Any]
 ) -> None:
-    build_tree(remote, {'ro/f.txt': 'content'})
+    remote.build({'ro/f.txt': 'content'})
     (remote / 'ro').chmod(0o500)
     with pytest.raises(PermissionError):
         operation(transport, remote / 'ro')
-    assert snapshot(remote) == {'ro': DIR, 'ro/f.txt': 'content'}
+    assert remote.snapshot() == {'ro': DIR, 'ro/f.txt': 'content'}
