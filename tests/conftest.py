@@ -50,6 +50,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+TEST_COMMAND_TIMEOUT = 2.0
+"""The command timeout of the test suite's local servers, in seconds: the real server's 20 s, shortened so that the
+requests that hang until it (large direct downloads, empty direct uploads) keep the tests fast."""
+
 LOCAL_SERVER_REASON = 'needs the local server (fault switches, request log, backend choice)'
 """Why a test that needs the embedded local server skips against ``--firecrest-config``, unless it says more."""
 
@@ -125,11 +129,18 @@ def external_config(request: pytest.FixtureRequest) -> dict[str, Any] | None:
 
 
 @pytest.fixture(scope='session')
-def local_server(external_config: dict[str, Any] | None) -> Iterator[LocalFirecrest]:
-    """The embedded local server with the ``local`` job backend and S3 staging; skips against a real deployment."""
+def local_server(
+    external_config: dict[str, Any] | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalFirecrest]:
+    """The embedded local server with the ``local`` job backend and S3 staging; skips against a real deployment.
+
+    It behaves like the real server (:class:`~aiida_firecrest.server.RealismSettings`), with a command timeout of
+    :data:`TEST_COMMAND_TIMEOUT`.
+    """
     if external_config is not None:
         pytest.skip(f'--firecrest-config: {LOCAL_SERVER_REASON}')
-    with LocalFirecrest() as server:
+    root = tmp_path_factory.mktemp('local-root')
+    with LocalFirecrest(ServerSettings(roots=[root], command_timeout=TEST_COMMAND_TIMEOUT)) as server:
         yield server
 
 
@@ -143,7 +154,8 @@ def slurm_server(
     require_slurm()
     root = tmp_path_factory.mktemp('slurm-root')
     root.chmod(0o755)
-    with LocalFirecrest(ServerSettings(roots=[root], scheduler='slurm')) as server:
+    settings = ServerSettings(roots=[root], scheduler='slurm', command_timeout=TEST_COMMAND_TIMEOUT)
+    with LocalFirecrest(settings) as server:
         yield server
 
 

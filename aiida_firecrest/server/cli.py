@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from .runner import LocalFirecrest
-from .settings import DEFAULT_MAX_OPS_FILE_SIZE, ServerSettings
+from .settings import DEFAULT_COMMAND_TIMEOUT, DEFAULT_MAX_OPS_FILE_SIZE, ServerSettings
 
 
 def write_private_text(path: Path, text: str) -> None:
@@ -54,6 +54,14 @@ def write_private_json(path: Path, data: dict[str, object]) -> None:
     help='The direct-transfer limit in bytes; larger files go through S3 staging.',
 )
 @click.option(
+    '--command-timeout',
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_COMMAND_TIMEOUT,
+    show_default=True,
+    help="Seconds after which a direct operation answers 408 (the real server's SSH command timeout); the requests "
+    'that hang on the real server (large direct downloads, empty direct uploads) wait this long.',
+)
+@click.option(
     '--config-out',
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -65,9 +73,13 @@ def serve(
     roots: tuple[Path, ...],
     account: str | None,
     max_ops_file_size: int,
+    command_timeout: float,
     config_out: Path | None,
 ) -> None:
-    """Run a local FirecREST v2 server (and its S3 server) until interrupted."""
+    """Run a local FirecREST v2 server (and its S3 server) until interrupted.
+
+    It behaves like the real FirecREST 2.5 server (see ``aiida_firecrest.server.RealismSettings``).
+    """
     with contextlib.ExitStack() as stack:
         if not roots:
             roots = (Path(stack.enter_context(tempfile.TemporaryDirectory(prefix='firecrest-root-'))),)
@@ -78,6 +90,7 @@ def serve(
             scheduler=scheduler,  # type: ignore[arg-type]
             account=account,
             max_ops_file_size=max_ops_file_size,
+            command_timeout=command_timeout,
         )
         server = stack.enter_context(LocalFirecrest(settings))
         config = server.client_config()

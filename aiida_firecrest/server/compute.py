@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi import Path as PathParameter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -13,11 +14,12 @@ from pydantic.alias_generators import to_camel
 from .auth import User
 from .jobs import JobBackend, JobSpec
 from .jobs.base import job_not_found
+from .jobs.slurm import LIVE_STATES
 from .paths import confine
-from .settings import ServerSettings
-from .status import check_system
+from .settings import RealismSettings, ServerSettings
+from .status import known_system
 
-router = APIRouter(prefix='/compute', tags=['compute'])
+router = APIRouter(prefix='/compute', tags=['compute'], dependencies=[Depends(known_system)])
 
 JobId = Annotated[str, PathParameter(description='Job id', pattern=r'^[a-zA-Z0-9]+$')]
 _ENV_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
@@ -83,11 +85,21 @@ def _visible(request: Request, job_id: str) -> bool:
     return age is None or age >= settings.faults.job_invisible_seconds
 
 
+def listed_by_the_real_server(job: dict[str, Any], realism: RealismSettings, now: float) -> bool:
+    """Whether the real server lists ``job`` at time ``now``: not when it ended less than ``realism.jobs_list_gap``
+    seconds ago, nor, with ``realism.unlisted_unstarted_jobs``, when it ended without starting."""
+    end, start = job['time']['end'], job['time']['start']
+    if end is None or job['status']['state'] in LIVE_STATES:
+        return True
+    if realism.unlisted_unstarted_jobs and start is None:
+        return False
+    return now - end >= realism.jobs_list_gap
+
+
 @router.post('/{system_name}/jobs', status_code=201)
 async def submit(system_name: str, body: JobSubmission, request: Request, user: User) -> dict[str, Any]:
     """Submit a batch job; its working directory need not exist (the job then fails, as with Slurm)."""
     settings: ServerSettings = request.app.state.settings
-    check_system(system_name, settings)
     job = body.job
     spec = JobSpec(
         script=job.script,
@@ -108,11 +120,14 @@ async def submit(system_name: str, body: JobSubmission, request: Request, user: 
 @router.get('/{system_name}/jobs')
 async def jobs(system_name: str, request: Request, user: User, account: str | None = None) -> dict[str, Any]:
     """List the user's jobs (transfer jobs and finished ones included), optionally only those of an account."""
-    check_system(system_name, request.app.state.settings)
+    settings: ServerSettings = request.app.state.settings
+    now = time.time()
     listed = [
         job
         for job in await _backend(request).jobs()
-        if _visible(request, job['jobId']) and (not account or job['account'] == account)
+        if _visible(request, job['jobId'])
+        and listed_by_the_real_server(job, settings.realism, now)
+        and (not account or job['account'] == account)
     ]
     return {'jobs': listed}
 
@@ -120,7 +135,6 @@ async def jobs(system_name: str, request: Request, user: User, account: str | No
 @router.get('/{system_name}/jobs/{job_id}')
 async def job(system_name: str, job_id: JobId, request: Request, user: User) -> dict[str, Any]:
     """Describe one job."""
-    check_system(system_name, request.app.state.settings)
     if not _visible(request, job_id):
         raise job_not_found()
     return {'jobs': await _backend(request).jobs(job_id)}
@@ -129,7 +143,6 @@ async def job(system_name: str, job_id: JobId, request: Request, user: User) -> 
 @router.get('/{system_name}/jobs/{job_id}/metadata')
 async def metadata(system_name: str, job_id: JobId, request: Request, user: User) -> dict[str, Any]:
     """Return a job's script and standard input, output and error files."""
-    check_system(system_name, request.app.state.settings)
     if not _visible(request, job_id):
         raise job_not_found()
     return {'jobs': await _backend(request).metadata(job_id)}
@@ -138,6 +151,5 @@ async def metadata(system_name: str, job_id: JobId, request: Request, user: User
 @router.delete('/{system_name}/jobs/{job_id}', status_code=204)
 async def cancel(system_name: str, job_id: JobId, request: Request, user: User) -> Response:
     """Cancel a job."""
-    check_system(system_name, request.app.state.settings)
     await _backend(request).cancel(job_id)
     return Response(status_code=204)

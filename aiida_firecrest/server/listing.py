@@ -1,98 +1,131 @@
-"""The ``ls`` and ``stat`` commands behind the listing routes, and the parsing of their output into the v2 shapes.
+"""The ``ls`` and ``stat`` command lines behind the listing routes, and the parsing of their output into the v2 shapes.
 
-``ls`` runs in the C locale with ``--quoting-style=escape``, so that every name is printed on one line with its spaces,
-backslashes and control characters escaped and its non-ASCII bytes in octal: ``a\\ b -> c`` is the link ``a b`` to
-``c``. :func:`parse_ls` undoes the escapes.
+``ls`` runs with ``--quoting-style=c``, as on the real server: every name is printed inside double quotes, with
+``"`` and ``\\`` escaped by a backslash, control characters as ``\\t``, ``\\n``... and non-ASCII bytes in octal.
+The real server splits the name part of a line with :func:`shlex.split`, which undoes ``\\"`` and ``\\\\`` only:
+the other escapes stay in the names it answers (``"\\303\\274.txt"`` for ``ü.txt``), and the headings of a recursive
+listing are not unescaped at all. :func:`parse_ls` does the same, or decodes every escape (the kind behaviour).
 """
 
 from __future__ import annotations
 
 import re
+import shlex
+from collections.abc import Callable
 
-LS_ARGV = ('ls', '-l', '--time-style=+%Y-%m-%dT%H:%M:%S', '--quoting-style=escape')
-"""The listing command without its options and path; the time style gives ``lastModified`` as the real server's."""
+LS_OPTIONS = "-l --quoting-style=c --time-style='+%Y-%m-%dT%H:%M:%S' "
+"""The options of every listing; the time style gives ``lastModified`` as the real server's."""
 
 STAT_FIELDS = ('mode', 'ino', 'dev', 'nlink', 'uid', 'gid', 'size', 'atime', 'mtime', 'ctime')
 """The integers of a ``FileStat``, in the order of :data:`STAT_FORMAT`."""
 
-STAT_FORMAT = '--format=%f %i %d %h %u %g %s %X %Y %Z'
-"""The ``stat`` format printing :data:`STAT_FIELDS` (the mode in hexadecimal, the rest in decimal)."""
+STAT_FORMAT = "'%f %i %d %h %u %g %s %X %Y %Z'"
+"""The ``stat`` format printing :data:`STAT_FIELDS` (the mode in hexadecimal, the rest in decimal), shell-quoted."""
 
 _ENTRY = re.compile(
-    r'(?P<type>[-bcdlps])(?P<permissions>[-rwxsStT]{9})\S*\s+\d+\s+(?P<user>\S+)\s+(?P<group>\S+)\s+'
-    r'(?P<size>\d+(?:,\s*\d+)?)\s+(?P<modified>\S+) (?P<name>.+)'
+    r'^(?P<type>\S)(?P<permissions>\S+)\s+\d+\s+(?P<user>\S+)\s+(?P<group>\S+)\s+(?P<size>\d+)\s+'
+    r'(?P<modified>[-\dT:]+)\s+(?P<name>.+)$'
 )
-"""One line of ``ls -l`` with :data:`LS_ARGV`'s time style, e.g. ``lrwxrwxrwx 1 me me 5 2026-11-23T19:38:51 a -> b``."""
+"""One line of ``ls -l`` as the real server matches it (device files, whose size reads ``5, 1``, do not match)."""
 
-_ESCAPE = re.compile(r'\\(?:([0-7]{3})|(.))')
-_CONTROL = {'a': b'\a', 'b': b'\b', 'f': b'\f', 'n': b'\n', 'r': b'\r', 't': b'\t', 'v': b'\v'}
-_LINK_ARROW = ' -> '
-"""Separates a link from its target; unambiguous, since the escape quoting style escapes the spaces of names."""
+_HEADING = re.compile(r'"(.+)":\n')
+"""The heading of a directory in a recursive listing."""
+
+_C_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+"""A C-quoted string of ``ls`` output, its content in the group."""
+_C_ESCAPE = re.compile(r'\\(?:([0-7]{3})|(.))', re.DOTALL)
+_C_CONTROL = {'a': b'\a', 'b': b'\b', 'f': b'\f', 'n': b'\n', 'r': b'\r', 't': b'\t', 'v': b'\v', 'e': b'\x1b'}
 
 
-def ls_argv(
-    path: str,
+def ls_command(
+    quoted_path: str,
     *,
     show_hidden: bool = False,
-    recursive: bool = False,
-    dereference: bool = False,
     numeric_uid: bool = False,
     itself: bool = False,
-) -> list[str]:
-    """Return the ``ls`` command listing ``path``.
+    recursive: bool = False,
+    dereference: bool = False,
+) -> str:
+    """Return the ``ls`` command (without its ``timeout``) listing the already quoted ``quoted_path``.
 
     :param itself: list a directory itself rather than its entries (``-d``).
     """
-    flags = {'-A': show_hidden, '-R': recursive, '-L': dereference, '-n': numeric_uid, '-d': itself}
-    return [*LS_ARGV, *(flag for flag, wanted in flags.items() if wanted), '--', path]
+    flags = {'-A': show_hidden, '--numeric-uid-gid': numeric_uid, '-d': itself, '-R': recursive, '-L': dereference}
+    options = ''.join(f'{flag} ' for flag, wanted in flags.items() if wanted)
+    return f'ls {LS_OPTIONS}{options}-- {quoted_path}'
 
 
-def unescape(text: str) -> str:
-    """Return the name that ``ls --quoting-style=escape`` printed as ``text``."""
+def decode_c_escapes(text: str) -> str:
+    """Return the name that ``ls --quoting-style=c`` printed (without its quotes) as ``text``."""
     raw = bytearray()
     position = 0
-    for match in _ESCAPE.finditer(text):
+    for match in _C_ESCAPE.finditer(text):
         raw += text[position : match.start()].encode()
         octal, char = match.groups()
-        raw += bytes([int(octal, 8)]) if octal else _CONTROL.get(char, char.encode())
+        raw += bytes([int(octal, 8)]) if octal else _C_CONTROL.get(char, char.encode())
         position = match.end()
     raw += text[position:].encode()
     return raw.decode(errors='replace')
 
 
-def parse_entry(match: re.Match[str], prefix: str = '') -> dict[str, str | None]:
-    """Return the ``File`` of one matched line of ``ls -l``, its name prefixed with ``prefix``."""
-    name, link_target = match['name'], None
-    if match['type'] == 'l':
-        name, _, target = name.partition(_LINK_ARROW)
-        link_target = unescape(target)
-    return {
-        'name': prefix + unescape(name),
-        'type': match['type'],
-        'linkTarget': link_target,
-        'user': match['user'],
-        'group': match['group'],
-        'permissions': match['permissions'],
-        'lastModified': match['modified'],
-        'size': match['size'],
-    }
+def _split_name(text: str, decode: bool) -> tuple[str, str | None] | None:
+    """Return the name and link target of the name part of a line, or None if it splits as neither.
+
+    As the real server: :func:`shlex.split` gives one token, or three for a link (name, ``->``, target).
+    """
+    if decode:
+        tokens = [decode_c_escapes(token) for token in _C_QUOTED.findall(text)]
+        tokens[1:] = ['->', *tokens[1:]] if len(tokens) == 2 else tokens[1:]
+    else:
+        tokens = shlex.split(text)
+    if len(tokens) == 1:
+        return tokens[0], None
+    if len(tokens) == 3:
+        return tokens[0], tokens[2]
+    return None
 
 
-def parse_ls(output: str, path: str) -> list[dict[str, str | None]]:
-    """Return the ``File`` entries of the output of :func:`ls_argv` for ``path``.
+def _parse_folder(content: str, prefix: str, decode: bool) -> list[dict[str, str | None]]:
+    entries = []
+    for line in content.splitlines():
+        match = _ENTRY.match(line)
+        split = _split_name(match['name'], decode) if match else None
+        if match is None or split is None:
+            continue
+        name, link_target = split
+        entries.append(
+            {
+                'name': prefix + name,
+                'type': match['type'],
+                'linkTarget': link_target,
+                'user': match['user'],
+                'group': match['group'],
+                'permissions': match['permissions'],
+                'lastModified': match['modified'],
+                'size': match['size'],
+            }
+        )
+    return entries
+
+
+def parse_ls(output: str, *, decode: bool = False) -> list[dict[str, str | None]]:
+    """Return the ``File`` entries of the output of :func:`ls_command`, as the real server parses it.
 
     Entries of a directory are named by their names, those of its subdirectories in a recursive listing by their paths
-    relative to it (``sub/file``), and a file or link listed itself by ``path``, as ``ls`` prints them. In a recursive
-    listing, the lines that start with ``/`` and end with ``:`` head the entries of a subdirectory.
+    relative to it (``sub/file``, from the headings, whose escapes are kept), and a file or link listed by itself by the
+    path as given.
+
+    :param decode: decode every C escape of names, link targets and headings (the kind behaviour).
     """
+    heading: Callable[[str], str] = decode_c_escapes if decode else str
+    if not _HEADING.match(output):
+        return _parse_folder(output, '', decode)
+    parts = _HEADING.split(output)
+    root = parts[1].rstrip('/') + '/'
     entries = []
-    prefix = ''
-    for line in output.splitlines():
-        if line.startswith('/') and line.endswith(':'):
-            directory = unescape(line[:-1])
-            prefix = directory[len(path) + 1 :] + '/' if directory != path else ''
-        elif match := _ENTRY.fullmatch(line):
-            entries.append(parse_entry(match, prefix))
+    for folder, content in zip(parts[1::2], parts[2::2], strict=True):
+        relative = (folder.rstrip('/') + '/').removeprefix(root)
+        entries += _parse_folder(content, heading(relative), decode)
     return entries
 
 

@@ -14,6 +14,9 @@ APP_VERSION = '2.5.6'
 DEFAULT_MAX_OPS_FILE_SIZE = 5 * 1024 * 1024
 """The real server's default limit of a direct (non-staged) upload or download, in bytes."""
 
+DEFAULT_COMMAND_TIMEOUT = 20.0
+"""The SSH command timeout of the real server at CSCS, in seconds."""
+
 
 @dataclasses.dataclass
 class FaultSettings:
@@ -41,6 +44,64 @@ class FaultSettings:
     """Answer 404 "Job not found." for a new job during this many seconds after its submission (pyfirecrest#199)."""
     seed: int | None = None
     """Seed of the random draws, for reproducible faults."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RealismSettings:
+    """Where the local server behaves like the real FirecREST 2.5 server rather than a kinder one: all by default.
+
+    Each field switches one behaviour of the real server (eth-cscs/firecrest-v2 2.5, ssh mode, Slurm 22.05), observed on
+    it and explained by its source. They are the default because a local server kinder than the real one lets through
+    the client bugs that users meet at CSCS; a test that needs the kind behaviour turns one off by name, e.g.
+    ``ServerSettings(roots=..., realism=RealismSettings(shell_quoting=False))``, or all of them with :meth:`kind`.
+    """
+
+    shell_quoting: bool = True
+    """Real: an ops command is one shell line with each path inside single quotes, unescaped, run by the login shell,
+    so a name holding ``'`` breaks the line (500 ``bash: -c: line 1: unexpected EOF ...``; ``mkdir`` may even create
+    folders named after the rest of the line). Kind: paths quoted with :func:`shlex.quote`, any name works."""
+    real_error_statuses: bool = True
+    """Real: a failed command answers 404 (``No such file or directory``), 403 (``Permission denied``, ``Operation not
+    permitted``), 400 (``File exists``, ``invalid user``) and 500 for anything else (``Not a directory``, ``Is a
+    directory``, ``Directory not empty``...). Kind: 400 for anything else."""
+    c_quoted_names: bool = True
+    """Real: ``ls --quoting-style=c`` output parsed with :func:`shlex.split`, so octal escapes of non-ASCII bytes and
+    ``\\t``, ``\\n``... stay backslash sequences in names and link targets (only ``\\"`` and ``\\\\`` are undone).
+    Kind: names decoded."""
+    checksum_splits_output: bool = True
+    """Real: ``sha256sum``'s line is split on whitespace and must give two parts, so a name with whitespace answers
+    500 ``Invalid output: ...``, and a name with a backslash gives a checksum prefixed with ``\\``. Kind: the checksum
+    of any name."""
+    download_buffer_limit: bool = True
+    """Real: a download is ``base64`` read through an output buffer of ``max_ops_file_size`` bytes: base64 text over it
+    answers 413 at once for a file up to the limit (about 3/4 to 1 x the limit), and above it the answer waits the
+    command timeout, then 500 ``('Channel not open for sending',)`` (up to 2 x the limit) or 408. Kind: any file up
+    to ``max_ops_file_size`` is answered, a larger one gets a quick 413."""
+    empty_upload_hangs: bool = True
+    """Real: an upload's content is piped base64-encoded into ``base64 -d > file`` and, when empty, no end of input
+    is sent: the file is created and the answer is 408 after the command timeout. Kind: an empty upload succeeds."""
+    compress_pattern_in_parent: bool = True
+    """Real: ``ops/compress`` with ``matchPattern`` runs ``find`` in the parent of the source (the pattern matches
+    ``./<source name>/...``) and always makes a gzip archive. Kind: ``find`` runs in the source, compression honoured.
+    """
+    html_escaped_job_paths: bool = True
+    """Real: transfer-job scripts are rendered with HTML autoescaping, so a path holding ``"&'<>`` arrives as
+    ``&#34;``, ``&amp;``, ``&#39;``, ``&lt;``, ``&gt;`` and the job acts on another name. Kind: paths as given."""
+    jobs_list_gap: float = 4.0
+    """Real: ``GET /compute/{system}/jobs`` leaves out a job that finished less than about 4 s ago (Slurm accounting
+    lags the controller), while ``GET .../jobs/{id}`` already reports it. Kind: 0."""
+    unlisted_unstarted_jobs: bool = True
+    """Real: a job that ended without starting (cancelled while pending or held) is never in the jobs list (``sacct
+    --starttime`` leaves it out). Kind: listed."""
+    cancel_errors: bool = True
+    """Real: cancelling an unknown job, or one that already ended, answers 500 with ``scancel``'s error. Kind: an
+    unknown job answers 404 and an ended one is left as it is (204)."""
+
+    @classmethod
+    def kind(cls) -> RealismSettings:
+        """Return settings with every behaviour kind (as a server more correct than the real one)."""
+        switches = {field.name: False for field in dataclasses.fields(cls) if field.name != 'jobs_list_gap'}
+        return cls(**switches, jobs_list_gap=0.0)
 
 
 @dataclasses.dataclass
@@ -79,11 +140,14 @@ class ServerSettings:
     """Tokens with less validity left are refused, as the real server does."""
     max_ops_file_size: int = DEFAULT_MAX_OPS_FILE_SIZE
     """The direct-transfer limit reported in ``/status/systems`` and enforced on ``ops/upload`` and ``ops/download``."""
-    command_timeout: float = 20.0
-    """Direct operations taking longer answer 408, as the real server's command timeout does."""
+    command_timeout: float = DEFAULT_COMMAND_TIMEOUT
+    """The real server's SSH command timeout (``ssh.timeout.command_execution``, 20 s at CSCS), in seconds: an ops
+    command running longer answers 408, and the hangs of :class:`RealismSettings` last this long; tests use 2 s."""
     s3: S3Settings | None = None
     """The S3 server of staged transfers; without one, staged transfers answer 503."""
     faults: FaultSettings = dataclasses.field(default_factory=FaultSettings)
+    realism: RealismSettings = dataclasses.field(default_factory=RealismSettings)
+    """Where the server behaves like the real one (all by default) or kinder."""
 
     def __post_init__(self) -> None:
         self.roots = [Path(root).resolve() for root in self.roots]

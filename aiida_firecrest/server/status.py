@@ -21,9 +21,20 @@ DATATRANSFER_JOBS_DIRECTIVES = ['#SBATCH --nodes=1', '#SBATCH --time=0-00:15:00'
 
 
 def check_system(system_name: str, settings: ServerSettings) -> None:
-    """Raise the real server's 404 for a system the server does not have."""
+    """Raise the real server's 404 for a system the server does not have (the real server lower-cases the URL path)."""
     if system_name.lower() != settings.system_name.lower():
-        raise ApiError(404, f"System '{system_name}' does not exist.")
+        raise ApiError.system_not_found()
+
+
+async def known_system(system_name: str, request: Request, user: User) -> ServerSettings:
+    """The FastAPI dependency of the routes of a system: authenticate, check the system and return the settings.
+
+    Routers declare it first, so that, as on the real server, a request is refused for its token (401) and its system
+    (404) before its parameters and body are validated (400).
+    """
+    settings: ServerSettings = request.app.state.settings
+    check_system(system_name, settings)
+    return settings
 
 
 def describe_system(request: Request) -> dict[str, Any]:
@@ -140,4 +151,4 @@ async def reservations(system_name: str, request: Request, user: User) -> dict[s
     return {'reservations': await request.app.state.jobs.reservations()}
 
 
-__all__ = ('APP_VERSION', 'check_system', 'describe_system', 'router')
+__all__ = ('APP_VERSION', 'check_system', 'describe_system', 'known_system', 'router')

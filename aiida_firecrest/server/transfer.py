@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -33,12 +33,12 @@ from .jobs import JobBackend, JobSpec
 from .paths import confine
 from .settings import ServerSettings
 from .staging import Staging
-from .status import DATATRANSFER_JOBS_DIRECTIVES, check_system
+from .status import DATATRANSFER_JOBS_DIRECTIVES, known_system
 
-router = APIRouter(prefix='/filesystem', tags=['transfer'])
+router = APIRouter(prefix='/filesystem', tags=['transfer'], dependencies=[Depends(known_system)])
 
 Compression = Literal['none', 'bzip2', 'gzip', 'xz']
-_TAR_FLAGS: dict[str, list[str]] = {'none': [], 'gzip': ['-z'], 'bzip2': ['-j'], 'xz': ['-J']}
+_TAR_FLAGS = {'none': '', 'gzip': 'z', 'bzip2': 'j', 'xz': 'J'}
 _PACKAGE_ROOT = str(Path(aiida_firecrest.__file__).resolve().parents[1])
 """Where ``aiida_firecrest`` is imported from, put on the ``PYTHONPATH`` of staging jobs."""
 S3_COPY = [sys.executable, '-m', 'aiida_firecrest.server.jobs.s3_copy']
@@ -123,6 +123,25 @@ def _staging(request: Request, directives: TransferDirectives) -> Staging:
     return staging
 
 
+HTML_ESCAPES = {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&#34;', "'": '&#39;'}
+"""What the real server's HTML autoescaping (Jinja2 with MarkupSafe) makes of the characters it escapes."""
+
+
+def html_escape(text: str) -> str:
+    """Return ``text`` as an autoescaping template renders it."""
+    return ''.join(HTML_ESCAPES.get(char, char) for char in text)
+
+
+def script_path(settings: ServerSettings, path: str) -> str:
+    """Return ``path`` as the real server writes it into a transfer-job script: HTML-escaped and inside single quotes.
+
+    With ``realism.html_escaped_job_paths`` off the path is not escaped, and with ``realism.shell_quoting`` off it is
+    quoted with :func:`shlex.quote`.
+    """
+    text = html_escape(path) if settings.realism.html_escaped_job_paths else path
+    return f"'{text}'" if settings.realism.shell_quoting else shlex.quote(text)
+
+
 def _command(*argv: str) -> str:
     return shlex.join(argv)
 
@@ -168,9 +187,9 @@ async def _submit_transfer(
 async def copy(system_name: str, body: CopyRequest, request: Request, user: User) -> dict[str, Any]:
     """Copy a file or directory in a job."""
     settings = _settings(request)
-    check_system(system_name, settings)
     source, target = confine(body.source_path, settings), confine(body.target_path, settings)
-    command = _command('cp', '-R', '-L' if body.dereference else '-P', '--', source, target)
+    flags = 'L' if body.dereference else 'd'
+    command = f'cp --force -R{flags} --preserve=all -- {script_path(settings, source)} {script_path(settings, target)}'
     job = await _submit_transfer(
         request, system_name, 'CopyFiles', [command], 'Files were successfully copied.', body.account
     )
@@ -181,9 +200,8 @@ async def copy(system_name: str, body: CopyRequest, request: Request, user: User
 async def move(system_name: str, body: MoveRequest, request: Request, user: User) -> dict[str, Any]:
     """Move or rename a file or directory in a job."""
     settings = _settings(request)
-    check_system(system_name, settings)
     source, target = confine(body.source_path, settings), confine(body.target_path, settings)
-    command = _command('mv', '--', source, target)
+    command = f'mv -- {script_path(settings, source)} {script_path(settings, target)}'
     job = await _submit_transfer(
         request, system_name, 'MoveFiles', [command], 'Files were successfully moved.', body.account
     )
@@ -196,8 +214,7 @@ async def remove(
 ) -> dict[str, Any]:
     """Remove a file or directory (recursively) in a job; answers 200, not 201, as the real server."""
     settings = _settings(request)
-    check_system(system_name, settings)
-    command = _command('rm', '-R', '--', confine(path, settings))
+    command = f'rm -R -- {script_path(settings, confine(path, settings))}'
     job = await _submit_transfer(
         request, system_name, 'DeleteFiles', [command], 'Files were successfully removed.', account or None
     )
@@ -206,21 +223,26 @@ async def remove(
 
 @router.post('/{system_name}/transfer/compress', status_code=201)
 async def compress(system_name: str, body: CompressRequest, request: Request, user: User) -> dict[str, Any]:
-    """Archive a file or directory with tar in a job; with a ``matchPattern``, the files in it whose ``./`` paths match.
+    """Archive a file or directory with tar in a job; with a ``matchPattern``, the files that ``find`` matches.
 
-    The archive is the one ``ops/compress`` makes (as on the real server): clients fall back to this route when that
-    one times out.
+    As the real server's job: with ``realism.compress_pattern_in_parent``, ``find`` runs in the parent of the source
+    (named unquoted, as the real script names it) and the pattern matches ``./<source name>/...``; unlike
+    ``ops/compress``, the job honours the compression.
     """
     settings = _settings(request)
-    check_system(system_name, settings)
     source, target = confine(body.source_path, settings), confine(body.target_path, settings)
-    tar = ['tar', '-c', *_TAR_FLAGS[body.compression], *(['--dereference'] if body.dereference else []), '-f', target]
+    options = '--dereference ' if body.dereference else ''
+    tar = f'tar {options}-c{_TAR_FLAGS[body.compression]}vf {script_path(settings, target)}'
+    directory, name = os.path.split(source)
     if body.match_pattern:
-        find = _command('find', '.', '-type', 'f', '-regex', body.match_pattern, '-print0')
-        commands = [_command('cd', '--', source), f'{find} | {_command(*tar, "--null", "--files-from=-")}']
+        if settings.realism.compress_pattern_in_parent:
+            where = html_escape(directory) if settings.realism.html_escaped_job_paths else directory
+        else:
+            where = script_path(settings, source)
+        find = f'find . -type f -regex {script_path(settings, body.match_pattern)} -print0'
+        commands = [f'cd {where}', f'{find} | {tar} --null --files-from -']
     else:
-        directory, name = os.path.split(source)
-        commands = [_command(*tar, '-C', directory or '/', '--', name)]
+        commands = [f'{tar} -C {script_path(settings, directory)} {script_path(settings, name)}']
     job = await _submit_transfer(
         request, system_name, 'CompressFiles', commands, 'Files were successfully compressed.', body.account
     )
@@ -231,9 +253,9 @@ async def compress(system_name: str, body: CompressRequest, request: Request, us
 async def extract(system_name: str, body: ExtractRequest, request: Request, user: User) -> dict[str, Any]:
     """Extract a tar archive into a directory in a job."""
     settings = _settings(request)
-    check_system(system_name, settings)
     source, target = confine(body.source_path, settings), confine(body.target_path, settings)
-    command = _command('tar', '-x', *_TAR_FLAGS[body.compression], '-f', source, '-C', target)
+    flag = _TAR_FLAGS[body.compression]
+    command = f'tar -x{flag}f {script_path(settings, source)} -C {script_path(settings, target)}'
     job = await _submit_transfer(
         request, system_name, 'ExtractFiles', [command], 'Files were successfully extracted.', body.account
     )
@@ -250,7 +272,6 @@ def _staging_env() -> dict[str, str]:
 async def upload(system_name: str, body: UploadRequest, request: Request, user: User) -> dict[str, Any]:
     """Start a staged upload: a multipart upload for the client's parts, and a job moving the result to ``path``."""
     settings = _settings(request)
-    check_system(system_name, settings)
     staging = _staging(request, body.transfer_directives)
     target = confine(body.path, settings)
     staged = await staging.prepare_upload(user, os.path.basename(target), body.transfer_directives.file_size or 0)
@@ -261,8 +282,9 @@ async def upload(system_name: str, body: UploadRequest, request: Request, user: 
         f'--get={staged.get_url}',
         f'--delete={staged.delete_url}',
         f'--wait={staging.s3.url_lifetime}',
-        target,
+        '--',
     )
+    command = f'{command} {script_path(settings, target)}'
     job = await _submit_transfer(
         request,
         system_name,
@@ -285,11 +307,10 @@ async def upload(system_name: str, body: UploadRequest, request: Request, user: 
 async def download(system_name: str, body: DownloadRequest, request: Request, user: User) -> dict[str, Any]:
     """Start a staged download: a job putting ``sourcePath`` into the staging area, where the client gets it."""
     settings = _settings(request)
-    check_system(system_name, settings)
     staging = _staging(request, body.transfer_directives)
     source = confine(body.source_path, settings)
     staged = await staging.prepare_download(user, os.path.basename(source))
-    command = _command(*S3_COPY, 'put', f'--url={staged.put_url}', source)
+    command = f'{_command(*S3_COPY, "put", f"--url={staged.put_url}", "--")} {script_path(settings, source)}'
     job = await _submit_transfer(
         request,
         system_name,

@@ -25,6 +25,7 @@ from ..errors import ApiError
 from ..settings import ServerSettings
 from .base import JobBackend, JobSpec, job_not_found, job_status, job_time
 from .directives import SHEBANG_ERROR, expand_file_pattern, parse_directives, parse_time_limit
+from .slurm import SCANCEL_JOB_ENDED, SCANCEL_UNKNOWN_JOB, check_scancel
 
 SLURM_VERSION = '22.05.8'
 """The Slurm release whose answers the backend imitates."""
@@ -271,7 +272,17 @@ class LocalBackend(JobBackend):
         ]
 
     async def cancel(self, job_id: str) -> None:
-        """Cancel the job: it reads ``CANCELLED by <uid>`` at once, while its processes get SIGTERM, then SIGKILL."""
+        """Cancel the job: it reads ``CANCELLED by <uid>`` at once, while its processes get SIGTERM, then SIGKILL.
+
+        With ``realism.cancel_errors``, an unknown job or one that already ended is the real server's 500 with the
+        error ``scancel --verbose`` reports; otherwise an unknown job is a 404 and an ended one stays as it is.
+        """
+        job = self._jobs.get(int(job_id)) if job_id.isdigit() else None
+        if self._settings.realism.cancel_errors and (job is None or job.finished):
+            reason = SCANCEL_UNKNOWN_JOB if job is None else SCANCEL_JOB_ENDED
+            check_scancel(
+                0, f'scancel: Terminating job {job_id}\nscancel: error: Kill job error on job id {job_id}: {reason}\n'
+            )
         job = self._job(job_id)
         if not job.finished:
             self._stop(job)

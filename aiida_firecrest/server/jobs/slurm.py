@@ -63,7 +63,15 @@ NODE_STATES = frozenset(
 """The node states of the API's ``NodeState``."""
 SCANCEL_UNKNOWN_JOB = 'Invalid job id specified'
 SCANCEL_JOB_ENDED = 'Job/step already completing or completed'
+_SCANCEL_ERROR = re.compile(r'.+error:.*', re.IGNORECASE)
+"""An error line of ``scancel --verbose``, as the real server looks for it."""
 _SCONTROL_FIELD = re.compile(r'(?:^|\s)([^\s=]+)=(\S*)')
+
+
+def check_scancel(exit_status: int, stderr: str) -> None:
+    """Raise the real server's 500 if ``scancel --verbose`` failed or reported an error (an unknown or ended job)."""
+    if exit_status != 0 or _SCANCEL_ERROR.search(stderr):
+        raise ApiError.scheduler_command(exit_status, stderr)
 
 
 def slurm_version() -> str:
@@ -335,8 +343,12 @@ class SlurmBackend(JobBackend):
         """Cancel the job with ``scancel``; a job that already ended stays as it is.
 
         ``scancel`` exits with status 0 even for an unknown job (Slurm 22.05): only ``--verbose`` reports the error.
+        With ``realism.cancel_errors``, any error it reports is a 500, as on the real server.
         """
         result = await commands.run(['scancel', '--verbose', job_id], self._settings.command_timeout)
+        if self._settings.realism.cancel_errors:
+            check_scancel(result.exit_status, result.stderr)
+            return
         errors = [line for line in result.stderr.splitlines() if 'error:' in line]
         if result.exit_status != 0:
             raise ApiError.from_command(result.exit_status, result.stderr)
@@ -385,4 +397,12 @@ class SlurmBackend(JobBackend):
         return reservations
 
 
-__all__ = ('SlurmBackend', 'merge_jobs', 'parse_sacct', 'parse_scontrol', 'parse_squeue', 'slurm_version')
+__all__ = (
+    'SlurmBackend',
+    'check_scancel',
+    'merge_jobs',
+    'parse_sacct',
+    'parse_scontrol',
+    'parse_squeue',
+    'slurm_version',
+)
