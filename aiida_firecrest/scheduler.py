@@ -3,10 +3,14 @@
 It works with the ``firecrest`` transport only, and makes every request through the client of that transport:
 
 * ``submit_job``: ``POST /compute/{system}/jobs`` with the script that the transport uploaded (``scriptPath``), from
-  the calculation's working directory, billed to the transport's ``billing_account``.
-* ``get_jobs``: ONE ``GET /compute/{system}/jobs`` for all the jobs that AiiDA asks about; a job missing from the
-  answer is done, unless it was submitted by this process in the last :data:`SUBMIT_GRACE_SECONDS` and never seen
-  yet (FirecREST may briefly not know a job it just submitted, pyfirecrest#199): that one is reported queued.
+  the calculation's working directory, and no ``account``: FirecREST would hand one to ``sbatch --account``, which
+  overrides the script's own. The script says which account pays: the CalcJob's ``account`` option, else the
+  computer's ``billing_account`` (see :meth:`FirecrestScheduler._get_submit_script_header`).
+* ``get_jobs``: ONE ``GET /compute/{system}/jobs`` for all the jobs that AiiDA asks about. A job missing from the
+  answer is done (AiiDA then retrieves it), unless this process knows it unfinished (it submitted it, or a poll
+  reported it pending or running) and it has been missing for less than :data:`MISSING_GRACE_SECONDS`: FirecREST
+  leaves out a job it has just submitted (pyfirecrest#199) and, for a few seconds, one that has just ended. Such a job
+  is reported as last listed (queued if never listed) until the list reports it again, finished with its record.
 * ``kill_job``: ``DELETE /compute/{system}/jobs/{jobid}``.
 * ``get_detailed_job_info``: what the last poll learnt of the finished job, if it saw it finished (no request), else
   ``GET /compute/{system}/jobs/{jobid}``. The engine creates a new scheduler for every operation, so finished jobs are
@@ -21,12 +25,14 @@ shape of ``sacct --parsable``. The pure parsing of the API's answers is in :mod:
 from __future__ import annotations
 
 import collections
+import copy
+import dataclasses
 import posixpath
 import threading
 import time
 import typing as t
 
-from aiida.common.exceptions import FeatureNotAvailable
+from aiida.common.exceptions import FeatureNotAvailable, NotExistent
 from aiida.schedulers import Scheduler, SchedulerError
 from aiida.schedulers.datastructures import JobInfo, JobState, JobTemplate
 from aiida.schedulers.plugins.slurm import SlurmJobResource, SlurmScheduler
@@ -43,60 +49,102 @@ if t.TYPE_CHECKING:
 
     from .transport import FirecrestTransport
 
-__all__ = ('SUBMIT_GRACE_SECONDS', 'FirecrestScheduler')
+__all__ = ('MISSING_GRACE_SECONDS', 'FirecrestScheduler')
 
-SUBMIT_GRACE_SECONDS = 60.0
-"""How long after its submission a job missing from the FirecREST answer is taken as not yet known, not as done."""
+MISSING_GRACE_SECONDS = 60.0
+"""How long a job that this process knows to be unfinished may be missing from FirecREST's jobs list before it is taken
+as done. FirecREST may not list a job it has just submitted (pyfirecrest#199), nor, for about 4 s, one that has just
+ended (its jobs list merges ``squeue`` and ``sacct``, and the accounting lags the controller)."""
 
-FINISHED_CACHE_SIZE = 10_000
-"""How many finished jobs the process remembers (the oldest are forgotten first)."""
+RECORDS_SIZE = 10_000
+"""How many finished jobs, and how many unfinished ones, the process remembers (the oldest are forgotten first)."""
 
 _CacheKey = tuple[str, str, str]
 """(FirecREST URL, system name, job id)"""
 
 
-class _ProcessJobRecords:
-    """What this process knows of the jobs it polls, shared by every scheduler instance: the finished jobs seen by the
-    polls (a bounded LRU) and the jobs it submitted that no poll has seen yet (with their submission time)."""
+@dataclasses.dataclass
+class _Unfinished:
+    """A job that this process knows to be unfinished: submitted by it, or reported pending or running by a poll."""
 
-    def __init__(self, size: int = FINISHED_CACHE_SIZE) -> None:
-        self._size = size
+    info: JobInfo | None
+    """What the last poll reported; None if no poll has reported the job yet."""
+    missing_since: float | None
+    """When the job went missing from the jobs list (``time.monotonic()``): its submission if no poll has reported it
+    yet; None while the polls report it."""
+
+
+def _bounded_put(records: collections.OrderedDict[_CacheKey, t.Any], key: _CacheKey, value: t.Any) -> None:
+    """Put ``value`` at ``key`` as the newest entry, forgetting the oldest beyond :data:`RECORDS_SIZE`."""
+    records[key] = value
+    records.move_to_end(key)
+    while len(records) > RECORDS_SIZE:
+        records.popitem(last=False)
+
+
+class _ProcessJobRecords:
+    """What this process knows of the jobs it polls, shared by every scheduler instance (the engine makes a new one for
+    every operation): the finished jobs that FirecREST reported, and the jobs known to be unfinished."""
+
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._finished: collections.OrderedDict[_CacheKey, dict[str, t.Any]] = collections.OrderedDict()
-        self._unseen: dict[_CacheKey, float] = {}
+        self._unfinished: collections.OrderedDict[_CacheKey, _Unfinished] = collections.OrderedDict()
 
-    def remember_finished(self, key: _CacheKey, job: dict[str, t.Any]) -> None:
+    def submitted(self, key: _CacheKey) -> None:
+        """Record a job that this process has just submitted."""
         with self._lock:
-            self._finished[key] = job
-            self._finished.move_to_end(key)
-            while len(self._finished) > self._size:
-                self._finished.popitem(last=False)
+            _bounded_put(self._unfinished, key, _Unfinished(info=None, missing_since=time.monotonic()))
+
+    def reported(self, key: _CacheKey, info: JobInfo, job: dict[str, t.Any]) -> None:
+        """Record what FirecREST reported of a job: ``info``, parsed from its answer ``job``."""
+        with self._lock:
+            if info.job_state is JobState.DONE:
+                self._unfinished.pop(key, None)
+                _bounded_put(self._finished, key, job)
+            else:
+                _bounded_put(self._unfinished, key, _Unfinished(info=info, missing_since=None))
 
     def finished(self, key: _CacheKey) -> dict[str, t.Any] | None:
+        """Return FirecREST's answer of a finished job, if it reported the job finished."""
         with self._lock:
             return self._finished.get(key)
 
-    def submitted(self, key: _CacheKey) -> None:
+    def missing(self, key: _CacheKey) -> JobInfo | None:
+        """Return what to report of a job missing from the jobs list: None (it is done) unless it is known unfinished
+        and has been missing for less than :data:`MISSING_GRACE_SECONDS`; then its last reported info, or ``QUEUED``
+        if no poll has reported it yet."""
+        now = time.monotonic()
         with self._lock:
-            now = time.monotonic()
-            for old in [old for old, when in self._unseen.items() if now - when > SUBMIT_GRACE_SECONDS]:
-                del self._unseen[old]
-            self._unseen[key] = now
-
-    def seen(self, key: _CacheKey) -> None:
-        with self._lock:
-            self._unseen.pop(key, None)
-
-    def in_grace(self, key: _CacheKey) -> bool:
-        """Whether the job was submitted by this process less than :data:`SUBMIT_GRACE_SECONDS` ago, and never seen."""
-        with self._lock:
-            when = self._unseen.get(key)
-        return when is not None and time.monotonic() - when <= SUBMIT_GRACE_SECONDS
+            record = self._unfinished.get(key)
+            if record is None:
+                return None
+            if record.missing_since is None:
+                record.missing_since = now
+            if now - record.missing_since > MISSING_GRACE_SECONDS:
+                del self._unfinished[key]
+                return None
+        return _stand_in(key[2], record.info)
 
     def clear(self) -> None:
+        """Forget everything (as a new process)."""
         with self._lock:
             self._finished.clear()
-            self._unseen.clear()
+            self._unfinished.clear()
+
+
+def _stand_in(job_id: str, last: JobInfo | None) -> JobInfo:
+    """Return the info reported for a known unfinished job that the jobs list leaves out: as last reported, or
+    ``QUEUED`` if never reported (FirecREST does not list it yet)."""
+    if last is None:
+        info = JobInfo()
+        info.job_id = job_id
+        info.job_state = JobState.QUEUED
+        info.annotation = 'submitted moments ago; FirecREST does not list it yet'
+        return info
+    info = copy.copy(last)
+    info.annotation = 'missing from the FirecREST jobs list for now; as last listed'
+    return info
 
 
 _RECORDS = _ProcessJobRecords()
@@ -160,9 +208,18 @@ class FirecrestScheduler(Scheduler):
     def _get_submit_script_header(self, job_tmpl: JobTemplate) -> str:
         """Return the ``#SBATCH`` header of the batch script: the same as aiida-core's Slurm plugin writes.
 
+        The account billed is the CalcJob's own (its ``account`` option), else the ``billing_account`` of the computer
+        the CalcJob is prepared for (see :func:`_calcjob_billing_account`), written as ``#SBATCH --account``. An account
+        set in the custom scheduler commands comes after that line, and ``sbatch`` takes the last one: it wins over
+        both. The job is submitted without an account (:meth:`submit_job`), so nothing overrides the script's.
+
         :param job_tmpl: the job template.
         :return: the header lines.
         """
+        if not job_tmpl.account:
+            billing_account = _calcjob_billing_account()
+            if billing_account:
+                job_tmpl = JobTemplate({**job_tmpl, 'account': billing_account})
         return self._slurm._get_submit_script_header(job_tmpl)
 
     def parse_output(
@@ -191,20 +248,20 @@ class FirecrestScheduler(Scheduler):
     def submit_job(self, working_directory: str, filename: str) -> str | ExitCode:
         """Submit the batch script that the transport uploaded to ``working_directory``.
 
-        :calls: ``POST /compute/{system}/jobs`` (``scriptPath``, ``workingDirectory``, ``account``)
+        No ``account`` goes with the request: FirecREST would pass it to ``sbatch --account``, which takes precedence
+        over the script's ``#SBATCH --account`` line, and the script already names the account to bill (see
+        :meth:`_get_submit_script_header`); a script that names none is billed to the user's default account.
+
+        :calls: ``POST /compute/{system}/jobs`` (``scriptPath``, ``workingDirectory``)
         :param working_directory: the absolute path of the calculation's working directory.
         :param filename: the name of the batch script in it.
-        :return: the job id; or ``ERROR_SCHEDULER_INVALID_ACCOUNT`` if Slurm refuses the account.
-
-        The transport's ``billing_account``, when set, goes with the request; FirecREST hands it to ``sbatch``, where it
-        may take precedence over an ``#SBATCH --account`` line of the script (``metadata.options.account``).
+        :return: the job id; or ``ERROR_SCHEDULER_INVALID_ACCOUNT`` if Slurm refuses the script's account.
         :raises SchedulerError: if FirecREST refuses the job or cannot be reached.
         """
         from aiida.engine import CalcJob
 
         transport = self._firecrest
         script = posixpath.join(working_directory, filename)
-        account = transport.billing_account or None
         try:
             answer = self._run(
                 f'submit {script}',
@@ -212,11 +269,10 @@ class FirecrestScheduler(Scheduler):
                 transport.compute_resource,
                 working_dir=working_directory,
                 script_remote_path=script,
-                account=account,
             )
         except SchedulerError as exc:
             if 'invalid account' in str(exc).lower():
-                self.logger.error(f'submitting {script} with account {account!r}: {exc}')
+                self.logger.error(f'Slurm refused the account of {script}: {exc}')
                 return t.cast('ExitCode', CalcJob.exit_codes.ERROR_SCHEDULER_INVALID_ACCOUNT)
             raise
         try:
@@ -242,9 +298,11 @@ class FirecrestScheduler(Scheduler):
     ) -> list[JobInfo] | dict[str, JobInfo]:
         """Return the user's jobs, or those of ``jobs`` that FirecREST still reports, with ONE request.
 
-        A job of ``jobs`` missing from the answer is left out (AiiDA takes it as done), except one submitted by this
-        process less than :data:`SUBMIT_GRACE_SECONDS` ago and never seen since: that one is reported ``QUEUED``. A
-        finished job is remembered for :meth:`get_detailed_job_info`.
+        A job of ``jobs`` missing from the answer is left out (AiiDA takes it as done), unless this process knows it
+        unfinished and it has been missing for less than :data:`MISSING_GRACE_SECONDS` (FirecREST leaves out a job just
+        submitted, and for a few seconds one just ended): that one is reported as last listed, ``QUEUED`` if never
+        listed, so that AiiDA polls again and learns the end from the list, with the job's final record. A finished job
+        is remembered for :meth:`get_detailed_job_info`.
 
         :calls: ``GET /compute/{system}/jobs``
         :param jobs: the ids of the jobs to report; all of the user's jobs if None.
@@ -273,19 +331,14 @@ class FirecrestScheduler(Scheduler):
             if info.job_state is JobState.UNDETERMINED:
                 self.logger.warning(f'unknown state {info.job_substate!r} of job {info.job_id}')
             found[info.job_id] = info
-            key = self._key(info.job_id)
-            _RECORDS.seen(key)
+            _RECORDS.reported(self._key(info.job_id), info, dict(job))
             if info.job_state is JobState.DONE:
                 self._finished[info.job_id] = dict(job)
-                _RECORDS.remember_finished(key, dict(job))
 
         for job_id in wanted or []:
-            if job_id not in found and _RECORDS.in_grace(self._key(job_id)):
-                info = JobInfo()
-                info.job_id = job_id
-                info.job_state = JobState.QUEUED
-                info.annotation = 'submitted moments ago; FirecREST does not report it yet'
-                found[job_id] = info
+            if job_id not in found and (stand_in := _RECORDS.missing(self._key(job_id))) is not None:
+                self.logger.info(f'job {job_id} is missing from the FirecREST jobs list: {stand_in.annotation}')
+                found[job_id] = stand_in
 
         if as_dict:
             return found
@@ -294,15 +347,19 @@ class FirecrestScheduler(Scheduler):
     def kill_job(self, jobid: str) -> bool:
         """Cancel a job.
 
+        FirecREST fails to cancel a job that has ended or that it does not know (the real server answers 500 with
+        ``scancel``'s error): the cancellation is reported failed, and AiiDA then looks at the job's state to tell a
+        job that has ended from one that is still running.
+
         :calls: ``DELETE /compute/{system}/jobs/{jobid}``
         :param jobid: the job id.
-        :return: True if FirecREST accepted the cancellation; False (and an error logged) otherwise.
+        :return: True if FirecREST cancelled the job; False (and the reason logged) otherwise.
         """
         transport = self._firecrest
         try:
             self._run(f'cancel job {jobid}', transport.client.cancel_job, transport.compute_resource, str(jobid))
         except SchedulerError as exc:
-            self.logger.error(str(exc))
+            self.logger.warning(f'{exc} (the job may have ended already)')
             return False
         self.logger.info(f'cancelled job {jobid}')
         return True
@@ -342,10 +399,32 @@ class FirecrestScheduler(Scheduler):
             if not matching:
                 return {'retval': 1, 'stdout': '', 'stderr': f'FirecREST did not report job {job_id}: {answer!r}'}
             job = dict(matching[0])
-            if _parse_job(job).job_state is JobState.DONE:
+            info = _parse_job(job)
+            _RECORDS.reported(self._key(job_id), info, job)
+            if info.job_state is JobState.DONE:
                 self._finished[job_id] = job
-                _RECORDS.remember_finished(self._key(job_id), job)
         return _build_detailed_job_info(job)
+
+
+def _calcjob_billing_account() -> str | None:
+    """Return the ``billing_account`` of the computer of the CalcJob being prepared, if it has one.
+
+    aiida-core writes the batch script in ``CalcJob.presubmit``, with a scheduler that has no transport and no
+    computer; the CalcJob being prepared is the engine's current process, whose computer's AuthInfo holds the option.
+
+    :return: the billing account; None outside a CalcJob, for a computer not configured for the CalcJob's user, or
+        for an empty option.
+    """
+    from aiida.engine import CalcJob, Process
+
+    process = Process.current()
+    if not isinstance(process, CalcJob):
+        return None
+    try:
+        auth_params = process.node.get_authinfo().get_auth_params()
+    except NotExistent:
+        return None
+    return str(auth_params.get('billing_account') or '') or None
 
 
 def _status_code(exc: BaseException) -> int | None:

@@ -108,27 +108,20 @@ def test_refuses_other_transports() -> None:
         FirecrestScheduler().set_transport(LocalTransport(machine='localhost'))
 
 
-def test_submit(transport: FakeTransport) -> None:
+@pytest.mark.parametrize('billing_account', ['fireacct', '', None])
+def test_submit(transport: FakeTransport, billing_account: str | None) -> None:
+    """The submission names no account, whatever the billing account: FirecREST would pass it to ``sbatch --account``,
+    over the script's own ``#SBATCH --account``."""
+    transport.billing_account = billing_account
     job_id = make_scheduler(transport).submit_job('/scratch/ab/cd/ef', '_aiidasubmit.sh')
     assert job_id == '101'
     assert transport.client.calls == [
         (
             'submit',
             ('cluster',),
-            {
-                'working_dir': '/scratch/ab/cd/ef',
-                'script_remote_path': '/scratch/ab/cd/ef/_aiidasubmit.sh',
-                'account': 'fireacct',
-            },
+            {'working_dir': '/scratch/ab/cd/ef', 'script_remote_path': '/scratch/ab/cd/ef/_aiidasubmit.sh'},
         )
     ]
-
-
-@pytest.mark.parametrize('account', ['', None])
-def test_submit_without_billing_account(transport: FakeTransport, account: str | None) -> None:
-    transport.billing_account = account
-    make_scheduler(transport).submit_job('/w', 's.sh')
-    assert transport.client.calls[0][2]['account'] is None
 
 
 def test_submit_invalid_account(transport: FakeTransport) -> None:
@@ -186,22 +179,49 @@ def test_get_jobs_error(transport: FakeTransport) -> None:
         make_scheduler(transport).get_jobs(jobs=['1'])
 
 
-def test_just_submitted_job_not_found_yet(transport: FakeTransport, monkeypatch: pytest.MonkeyPatch) -> None:
-    """pyfirecrest#199: FirecREST may not know a job it just submitted; that is not the job being done."""
+def test_just_submitted_job_not_listed_yet(transport: FakeTransport) -> None:
+    """pyfirecrest#199: FirecREST may not list a job it just submitted; that is not the job being done."""
     job_id = submit(transport)
     jobs = make_scheduler(transport).get_jobs(jobs=[job_id], as_dict=True)  # a new scheduler, as the engine makes
     assert jobs[job_id].job_state is JobState.QUEUED
 
-    # Once FirecREST has reported the job, missing from the answer means done again.
-    transport.client.jobs.append({'jobId': job_id, 'status': {'state': 'RUNNING'}})
+
+def test_job_missing_after_running_is_reported_as_last_listed(transport: FakeTransport) -> None:
+    """The jobs list leaves out a job that has just ended (for about 4 s): the job is reported as last listed until
+    the list reports it finished, whose record then serves the detailed job info without a request."""
+    job_id = submit(transport)
+    transport.client.jobs.append({'jobId': job_id, 'status': {'state': 'RUNNING'}, 'nodes': 'nid01'})
     assert make_scheduler(transport).get_jobs(jobs=[job_id], as_dict=True)[job_id].job_state is JobState.RUNNING
+
     transport.client.jobs.pop()
+    missing = make_scheduler(transport).get_jobs(jobs=[job_id], as_dict=True)[job_id]
+    assert missing.job_state is JobState.RUNNING
+    assert missing.allocated_machines_raw == 'nid01'
+    assert 'missing from the FirecREST jobs list' in missing.annotation
+
+    transport.client.jobs.append({'jobId': job_id, 'status': {'state': 'COMPLETED', 'exitCode': 0}})
+    assert make_scheduler(transport).get_jobs(jobs=[job_id], as_dict=True)[job_id].job_state is JobState.DONE
+    assert make_scheduler(transport).get_detailed_job_info(job_id)['retval'] == 0
+    assert transport.client.names() == ['submit', 'job_info', 'job_info', 'job_info']
+
+
+@pytest.mark.parametrize('listed', [None, 'RUNNING'], ids=['never-listed', 'listed-running'])
+def test_grace_expires(transport: FakeTransport, monkeypatch: pytest.MonkeyPatch, listed: str | None) -> None:
+    """A known unfinished job missing from the list for longer than the grace is done: polling cannot hang."""
+    job_id = submit(transport)
+    if listed is not None:
+        transport.client.jobs.append({'jobId': job_id, 'status': {'state': listed}})
+        make_scheduler(transport).get_jobs(jobs=[job_id])
+        transport.client.jobs.pop()
+    monkeypatch.setattr(scheduler_module, 'MISSING_GRACE_SECONDS', -1.0)
     assert make_scheduler(transport).get_jobs(jobs=[job_id], as_dict=True) == {}
 
 
-def test_grace_expires(transport: FakeTransport, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_finished_job_missing_is_done(transport: FakeTransport) -> None:
     job_id = submit(transport)
-    monkeypatch.setattr(scheduler_module, 'SUBMIT_GRACE_SECONDS', -1.0)
+    transport.client.jobs.append({'jobId': job_id, 'status': {'state': 'COMPLETED'}})
+    make_scheduler(transport).get_jobs(jobs=[job_id])
+    transport.client.jobs.pop()
     assert make_scheduler(transport).get_jobs(jobs=[job_id], as_dict=True) == {}
 
 
@@ -280,8 +300,12 @@ def test_kill_failure_is_reported(transport: FakeTransport, error: Exception, ca
     assert 'could not cancel job 24' in caplog.text
 
 
-def test_finished_cache_is_bounded() -> None:
-    records = scheduler_module._ProcessJobRecords(size=3)
+def test_records_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scheduler_module, 'RECORDS_SIZE', 3)
+    records = scheduler_module._ProcessJobRecords()
     for n in range(5):
-        records.remember_finished(('u', 's', str(n)), {'jobId': str(n)})
+        done = scheduler_module._parse_job({'jobId': str(n), 'status': {'state': 'COMPLETED'}})
+        records.reported(('u', 's', str(n)), done, {'jobId': str(n)})
+        records.submitted(('u', 's', f'new{n}'))
     assert [records.finished(('u', 's', str(n))) is not None for n in range(5)] == [False, False, True, True, True]
+    assert [records.missing(('u', 's', f'new{n}')) is not None for n in range(5)] == [False, False, True, True, True]

@@ -8,8 +8,10 @@ of a test about a behaviour are not checked (``log_server`` is None), and the te
 from __future__ import annotations
 
 import collections
+import dataclasses
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,13 @@ from aiida.common.datastructures import CodeRunMode
 from aiida.engine import CalcJob
 from aiida.schedulers.datastructures import JobInfo, JobState, JobTemplate, JobTemplateCodeInfo
 from aiida.schedulers.plugins.slurm import SlurmJobResource
+from firecrest.v2 import Firecrest
 
 from aiida_firecrest import scheduler as scheduler_module
 from aiida_firecrest.scheduler import FirecrestScheduler
+from aiida_firecrest.scheduler_parsing import _parse_job
 from aiida_firecrest.server import LocalFirecrest
+from tests.conftest import make_sync_client
 from tests.remote_files import RemoteFiles, RemotePath
 
 LIST_JOBS = 'GET /compute/{system_name}/jobs'
@@ -117,6 +122,19 @@ def done(scheduler: FirecrestScheduler, job_id: str, timeout: float = 120) -> Jo
     return info
 
 
+def ended(scheduler: FirecrestScheduler, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    """Ask FirecREST about the job itself (which knows a job that its jobs list leaves out) until it has ended; return
+    its answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        detailed = scheduler.get_detailed_job_info(job_id)
+        if detailed['retval'] == 0 and _parse_job(detailed['job']).job_state is JobState.DONE:
+            return dict(detailed['job'])
+        if time.monotonic() > deadline:
+            pytest.fail(f'job {job_id} has not ended after {timeout} s: {detailed}')
+        time.sleep(POLL_INTERVAL)
+
+
 def test_submit_and_poll_until_done(
     firecrest_scheduler: FirecrestScheduler,
     log_server: LocalFirecrest | None,
@@ -179,10 +197,6 @@ def test_kill(
     assert info.job_substate.startswith('CANCELLED')
 
 
-def test_kill_unknown_job(firecrest_scheduler: FirecrestScheduler) -> None:
-    assert firecrest_scheduler.kill_job('987654321') is False
-
-
 def test_walltime_exceeded(
     firecrest_scheduler: FirecrestScheduler, log_server: LocalFirecrest | None, scheduler_workdir: RemotePath
 ) -> None:
@@ -220,7 +234,8 @@ def test_held_job(
         assert info.job_state is JobState.QUEUED_HELD
     finally:
         assert firecrest_scheduler.kill_job(job_id) is True
-    assert done(firecrest_scheduler, job_id, timeout=60).job_substate.startswith('CANCELLED')
+    # FirecREST never lists a job cancelled before it started; the job itself tells
+    assert ended(firecrest_scheduler, job_id)['status']['state'].startswith('CANCELLED')
     assert not remote_files.exists(scheduler_workdir / 'held.out') or 'should not run' not in remote_files.read_text(
         scheduler_workdir / 'held.out'
     )
@@ -301,3 +316,66 @@ def test_submit_without_script_fails(firecrest_scheduler: FirecrestScheduler, sc
     else:
         assert isinstance(job_id, str)
         assert done(firecrest_scheduler, job_id).job_state is JobState.DONE
+
+
+@pytest.fixture
+def raw_client(scheduler_server: LocalFirecrest) -> Iterator[Firecrest]:
+    """A pyfirecrest client of the server under test, to look at it past the scheduler (and its records)."""
+    client = make_sync_client(scheduler_server.client_config())
+    yield client
+    client.close_session()
+
+
+@pytest.mark.local_server(reason="sets the local server's jobs-list gap")
+@pytest.mark.parametrize('listed', [JobState.QUEUED, JobState.RUNNING], ids=['never-listed', 'listed-running'])
+def test_job_in_the_jobs_list_gap(
+    firecrest_scheduler: FirecrestScheduler,
+    scheduler_server: LocalFirecrest,
+    scheduler_workdir: RemotePath,
+    raw_client: Firecrest,
+    monkeypatch: pytest.MonkeyPatch,
+    listed: JobState,
+) -> None:
+    """FirecREST's jobs list leaves out a job that has just ended, which the job itself reports ended: the scheduler
+    reports it as last listed (queued if never listed), not as done, until the list reports it ended."""
+    realism = scheduler_server.settings.realism
+    monkeypatch.setattr(scheduler_server.settings, 'realism', dataclasses.replace(realism, jobs_list_gap=3600.0))
+    system = scheduler_server.settings.system_name
+    job_id = submit(firecrest_scheduler, scheduler_workdir, 'sleep 1' if listed is JobState.RUNNING else 'true')
+    if listed is JobState.RUNNING:
+        wait_for(firecrest_scheduler, job_id, {JobState.RUNNING}, timeout=60)
+    deadline = time.monotonic() + 60
+    while _parse_job(raw_client.job_info(system, jobid=job_id)[0]).job_state is not JobState.DONE:
+        assert time.monotonic() < deadline, f'job {job_id} has not ended'
+        time.sleep(POLL_INTERVAL)
+    assert job_id not in {str(job['jobId']) for job in raw_client.job_info(system)}
+
+    info = poll(firecrest_scheduler, job_id)
+    assert info is not None
+    assert info.job_state is listed
+
+    monkeypatch.setattr(scheduler_server.settings, 'realism', dataclasses.replace(realism, jobs_list_gap=0.0))
+    info = poll(firecrest_scheduler, job_id)
+    assert info is not None
+    assert info.job_state is JobState.DONE
+    assert info.exit_status == 0
+
+
+@pytest.mark.parametrize('when', ['unknown', 'ended'])
+def test_kill_unknown_or_ended_job(
+    firecrest_scheduler: FirecrestScheduler,
+    scheduler_workdir: RemotePath,
+    caplog: pytest.LogCaptureFixture,
+    when: str,
+) -> None:
+    """Cancelling a job FirecREST does not know, or one that has ended, fails (the real server answers 500): the
+    cancellation is reported failed, in one log line, for the engine to look at the job's state."""
+    job_id = '987654321'
+    if when == 'ended':
+        job_id = submit(firecrest_scheduler, scheduler_workdir, 'true', name='ended')
+        ended(firecrest_scheduler, job_id)
+    caplog.clear()
+    assert firecrest_scheduler.kill_job(job_id) is False
+    messages = [record.getMessage() for record in caplog.records if record.name.startswith('aiida.scheduler')]
+    assert len(messages) == 1, messages
+    assert f'could not cancel job {job_id}' in messages[0]
