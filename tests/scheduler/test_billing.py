@@ -28,8 +28,12 @@ NO_SUCH_ACCOUNT = 'no-such-account'
 
 
 @pytest.fixture
-def firecrest_computer(aiida_computer: Callable[..., orm.Computer]) -> Callable[[str], orm.Computer]:
-    """A factory of ``firecrest`` computers configured with a given billing account (never contacted: dry runs)."""
+def firecrest_computer(
+    aiida_computer: Callable[..., orm.Computer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str], orm.Computer]:
+    """A factory of ``firecrest`` computers configured with a given billing account (never contacted: dry runs, which
+    write their folders into ``submit_test`` of the current directory, here a temporary one)."""
+    monkeypatch.chdir(tmp_path)
 
     def factory(billing_account: str) -> orm.Computer:
         computer = aiida_computer(
