@@ -1,3 +1,3 @@
 """AiiDA transport and scheduler plugins for HPC clusters reached through the FirecREST v2 API."""
 
-__version__ = '0.1.0'
+__version__ = '2.0.0'

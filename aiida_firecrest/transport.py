@@ -63,6 +63,7 @@ from .listing import (
     preserve_all,
     realpath,
 )
+from .migration import check_not_legacy
 from .options import AUTH_OPTIONS, DEFAULT_ARCHIVE_THRESHOLD, DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_CONCURRENCY
 from .ratelimit import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_REQUESTS_PER_SECOND
 from .server_archive import COMPRESSION_OF_FORMAT, compression_of, members_pattern, move_stripped
@@ -92,6 +93,7 @@ class FirecrestTransport(AsyncTransport):
 
         :raises FirecrestConfigurationError: if a required option is missing or an option has an invalid value.
         """
+        check_not_legacy(kwargs)  # a computer configured by aiida-firecrest 1.0.0: name the command that migrates it
         super().__init__(*args, **kwargs)
         url = self._option(kwargs, 'url').rstrip('/')
         token_uri = self._option(kwargs, 'token_uri')
