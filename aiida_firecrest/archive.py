@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import shutil
 import stat
 import tarfile
 from pathlib import Path, PurePosixPath
@@ -22,8 +23,11 @@ from pathlib import Path, PurePosixPath
 from .errors import UnsafeArchiveError
 
 __all__ = (
+    'archive_size_bound',
     'create_archive',
+    'create_file_archive',
     'create_link_archive',
+    'extract_member',
     'make_link',
     'safe_extract',
     'set_mode_and_time',
@@ -40,6 +44,41 @@ def create_archive(source: str | Path, archive: str | Path, *, arcname: str, der
     """
     with tarfile.open(archive, 'w:gz', dereference=dereference, compresslevel=6) as tar:
         tar.add(str(source), arcname=arcname, recursive=True)
+
+
+def create_file_archive(source: str | Path, archive: str | Path, *, name: str) -> None:
+    """Write a gzip-compressed tar archive holding only the file ``source`` (what it links to), named ``name``.
+
+    An archive carries any member name and any content, empty included, where FirecREST's direct paths cannot.
+    """
+    with tarfile.open(archive, 'w:gz', dereference=True) as tar:
+        tar.add(str(source), arcname=name, recursive=False)
+
+
+def extract_member(archive: str | Path, name: str, target: str | Path) -> bool:
+    """Write the regular file ``name`` (``./`` prefix or not) of the tar archive ``archive`` to ``target``.
+
+    :return: whether the archive held it.
+    """
+    wanted = name.removeprefix('./')
+    with tarfile.open(archive, 'r:*') as tar:
+        for member in tar:
+            if member.isfile() and member.name.removeprefix('./') == wanted:
+                data = tar.extractfile(member)
+                if data is None:  # pragma: no cover - a regular file member always has data
+                    return False
+                with data, open(target, 'wb') as handle:
+                    shutil.copyfileobj(data, handle)
+                return True
+    return False
+
+
+def archive_size_bound(sizes: list[int]) -> int:
+    """An upper bound of the size of a gzip-compressed tar archive of members of ``sizes`` bytes (0 for directories
+    and links): a 512-byte header and padding per member, the 10 KiB records of ``tar``, and what ``gzip`` adds to
+    incompressible data."""
+    tar_size = sum(512 + -(-size // 512) * 512 for size in sizes) + 20480
+    return tar_size + tar_size // 1000 + 1024
 
 
 def create_link_archive(archive: str | Path, *, name: str, target: str) -> None:

@@ -3,21 +3,22 @@
 :class:`FirecrestBackend` holds the connection (the token, the request budget and the pyfirecrest client), the facts
 about the server (its direct-transfer limit, the user name, cached for the process) and one coroutine per operation,
 with the errors translated to those of :mod:`aiida_firecrest.errors` and their effect on the directories the transport
-created noted in its :class:`~aiida_firecrest.fresh.FreshDirectories`. A file goes up or down in one request below the
-direct-transfer limit, through the staging area (checked with SHA-256) above it. The transport checks the arguments of
-the AiiDA transport contract and composes these operations, as aiida-core's ``ssh_async`` does with its backends.
+created noted in its :class:`~aiida_firecrest.fresh.FreshDirectories`. A file goes up in one request below the
+direct-transfer limit, down in one request below the usable direct-download size (3/4 of that limit: the server checks
+the size of the base64 text), and through the staging area (checked with SHA-256) above them. The transport checks the
+arguments of the AiiDA transport contract and composes these operations, as aiida-core's ``ssh_async`` does with its
+backends; it routes the files that these direct and staged paths cannot carry (see :func:`server_carries`) through
+archives.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
+import logging
 import os
 import posixpath
 import re
-import stat
-import uuid
 from collections.abc import Awaitable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,13 +27,14 @@ from aiida.common.exceptions import InvalidOperation
 
 from . import archive
 from .auth import DEFAULT_MIN_TOKEN_VALIDITY, ClientCredentialsAuth, read_client_secret, shared_auth
-from .client import FACTS, PYFIRECREST_DIRECT_LIMIT, FirecrestClient, ssl_context
+from .client import FACTS, PYFIRECREST_DIRECT_LIMIT, FirecrestClient, decode_listed_name, entry_type, ssl_context
 from .errors import (
+    DIRECT_TRANSFER_REFUSALS,
+    AccessDeniedError,
     ChecksumMismatchError,
     DirectTransferTooLargeError,
     FirecrestConfigurationError,
     PathExistsError,
-    PathIsADirectoryError,
     PathNotADirectoryError,
     PathNotFoundError,
     translate_errors,
@@ -40,15 +42,43 @@ from .errors import (
 from .fresh import FreshDirectories
 from .ratelimit import shared_budget
 
-__all__ = ('MISSING', 'FirecrestBackend', 'gather')
+__all__ = ('MISSING', 'FirecrestBackend', 'gather', 'server_carries', 'shell_word_safe', 'usable_direct_download')
+
+LOGGER = logging.getLogger(__name__)
 
 T = TypeVar('T')
 
 MISSING = (PathNotFoundError, PathNotADirectoryError)
 """What a ``stat`` or ``ls`` raises for a path that does not exist (a component may be a file)."""
 
-_UNSENDABLE_NAME = re.compile(r'["\\\x00-\x1f]')
-"""Characters that httpx percent-encodes in the file name of a multipart upload."""
+_UNCARRIED = re.compile(r'[\'"&<>\\\s\x00-\x1f\x7f]')
+"""Characters of a name that some path of FirecREST cannot carry: ``'`` ends the single quotes around paths in the
+server's commands; ``"&'<>`` arrive HTML-escaped in the scripts of transfer jobs (staged transfers, ``mv``...);
+whitespace breaks the server's parsing of ``sha256sum`` (the checksum of a staged transfer); ``"``, ``\\`` and control
+characters are percent-encoded by httpx in the file name of a multipart upload; a ``\\`` also comes back prefixed in
+``sha256sum``'s answer and ambiguous in listings."""
+
+_UNSAFE_SHELL_WORD = re.compile(r'[^\w./+,=@%:~-]')
+"""Characters that a path given unquoted to a shell may not hold (``compress`` with a pattern ``cd`` s into the parent
+of its source without quotes)."""
+
+
+def server_carries(name: str) -> bool:
+    """Whether every path of FirecREST (its commands, transfer jobs, checksums, multipart uploads) carries the file
+    name ``name`` unchanged; a file whose name it does not carry travels inside an archive."""
+    return not _UNCARRIED.search(name)
+
+
+def shell_word_safe(path: str) -> bool:
+    """Whether ``path`` stays one word, unchanged, when a shell reads it unquoted."""
+    return not _UNSAFE_SHELL_WORD.search(path)
+
+
+def usable_direct_download(limit: int) -> int:
+    """The largest file the server sends in one direct download, for its direct-transfer limit ``limit``: it checks
+    the size of the base64 text (4 characters per 3 bytes), and a file above answers only after the command timeout.
+    One base64 quantum is kept as a margin (an output that fills the server's buffer exactly counts as too large)."""
+    return max(0, limit // 4 - 1) * 3
 
 
 async def gather(coroutines: Iterable[Awaitable[T]]) -> list[T]:
@@ -229,9 +259,14 @@ class FirecrestBackend:
     async def ls(self, path: str, *, recursive: bool = False, dereference: bool = False) -> list[dict[str, Any]]:
         """The ``ls`` of ``path`` as the server answers it: hidden entries included, numeric user and group ids."""
         with translate_errors(path):
-            return await self.client.list_files(
+            entries = await self.client.list_files(
                 self.system, path, show_hidden=True, recursive=recursive, numeric_uid=True, dereference=dereference
             )
+        for entry in entries:
+            entry['name'] = decode_listed_name(str(entry['name']))
+            if entry.get('linkTarget') is not None:
+                entry['linkTarget'] = decode_listed_name(str(entry['linkTarget']))
+        return entries
 
     async def list_directory(
         self, path: str, *, recursive: bool = False, dereference: bool = False
@@ -256,6 +291,29 @@ class FirecrestBackend:
             return True, await self.list_directory(directory)
         except MISSING:
             return False, []
+
+    async def entry(self, path: str) -> dict[str, Any] | None:
+        """The listing entry of ``path`` (None if it does not exist), from a recent listing of its directory shared
+        with the other operations there (see :class:`~aiida_firecrest.fresh.RecentListings`): one ``ls`` for all the
+        files of a directory. Where the directory cannot be listed, one ``stat`` of ``path`` (its entry then has no
+        ``linkTarget``).
+        """
+        directory, name = posixpath.split(path.rstrip('/') or '/')
+        if name in ('', '.', '..') or path.endswith('/'):
+            return await self._entry_from_stat(path)
+        try:
+            entries = await self._fresh.listings.get(directory, lambda: self.list_directory(directory))
+        except MISSING:
+            return None
+        except AccessDeniedError:  # a directory one may not read but pass through
+            return await self._entry_from_stat(path)
+        return next((entry for entry in entries if entry['name'] == name), None)
+
+    async def _entry_from_stat(self, path: str) -> dict[str, Any] | None:
+        answer = await self.stat_or_none(path, dereference=False)
+        if answer is None:
+            return None
+        return {'name': path, 'type': entry_type(int(answer['mode'])), 'size': str(answer['size'])}
 
     async def file_type(self, path: str) -> str:
         """What ``file`` says of ``path``."""
@@ -367,9 +425,8 @@ class FirecrestBackend:
         """Send the local file ``localpath`` to ``remotepath``: directly in one request below the direct limit, else
         through the staging area, verified with SHA-256.
 
-        A direct upload names the file in a multipart header, where httpx percent-encodes ``"``, ``\\`` and control
-        characters (and servers do not decode them): such a file goes up under a temporary name and is moved into
-        place (a transfer job).
+        The caller routes through an archive what this cannot carry: an empty file (the server's direct upload of no
+        content waits for the command timeout) and a name that :func:`server_carries` refuses.
 
         :raises PathIsADirectoryError: if ``remotepath`` is a directory.
         :raises PathNotFoundError: if its parent directory does not exist.
@@ -382,9 +439,6 @@ class FirecrestBackend:
         if size >= limit:
             limit = await self._direct_limit()
         async with self._semaphore:
-            if size < limit and _UNSENDABLE_NAME.search(filename):
-                await self._upload_renamed(localpath, remotepath)
-                return
             if size < limit:
                 try:
                     with translate_errors(remotepath):
@@ -398,43 +452,40 @@ class FirecrestBackend:
                 await self.client.upload(self.system, localpath, directory, filename, account=self.billing_account)
         await self._verify_checksum(localpath, remotepath)
 
-    async def _upload_renamed(self, localpath: str, remotepath: str) -> None:
-        mode = await self.mode(remotepath)
-        if mode is not None and stat.S_ISDIR(mode):
-            raise PathIsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), remotepath)
-        directory = posixpath.dirname(remotepath) or '/'
-        temporary = f'.aiida-firecrest-upload-{uuid.uuid4().hex}'
-        with translate_errors(remotepath):
-            await self.client.upload(self.system, localpath, directory, temporary)
-        try:
-            await self.mv(posixpath.join(directory, temporary), remotepath)
-        except BaseException:
-            with contextlib.suppress(PathNotFoundError):
-                await self.rm(posixpath.join(directory, temporary))
-            raise
+    async def fits_direct_download(self, size: int) -> bool:
+        """Whether a file of ``size`` bytes comes down in one direct download (asks the server's limit, once per
+        process, only above pyfirecrest's 1 MiB)."""
+        if size <= usable_direct_download(self._known_direct_limit() or PYFIRECREST_DIRECT_LIMIT):
+            return True
+        return size <= usable_direct_download(await self._direct_limit())
 
-    async def download(self, remotepath: str, localpath: str, size: int | None = None) -> None:
-        """Fetch the remote file ``remotepath`` into ``localpath``: in one request below the direct limit (the server
-        answers 413 above it), else through the staging area, verified with SHA-256.
+    async def download(self, remotepath: str, localpath: str, size: int) -> None:
+        """Fetch the remote file ``remotepath`` of ``size`` bytes into ``localpath``: nothing to ask for an empty
+        file; one request up to the usable direct-download size (:func:`usable_direct_download`); through the staging
+        area, verified with SHA-256, above it, or when the server refuses the direct download anyway (413, a timeout
+        or a 500: the file may have grown since it was listed).
 
-        :param size: the size, if a listing told it: a file known to be above the limit skips the direct attempt.
+        The caller routes through an archive a name that :func:`server_carries` refuses.
+
+        :param size: the size a listing or a ``stat`` told.
         :raises PathIsADirectoryError: if ``remotepath`` is a directory.
         :raises PathNotFoundError: if it does not exist.
         """
-        staged = False
-        if size is not None and size >= (self._known_direct_limit() or PYFIRECREST_DIRECT_LIMIT):
-            staged = size >= await self._direct_limit()
+        if size == 0:
+            await asyncio.to_thread(Path(localpath).write_bytes, b'')
+            return
+        direct = await self.fits_direct_download(size)
         async with self._semaphore:
-            if not staged:
+            if direct:
                 try:
                     with translate_errors(remotepath):
                         content = await self.client.download_direct(self.system, remotepath)
                     await asyncio.to_thread(Path(localpath).write_bytes, content)
                     return
-                except DirectTransferTooLargeError:
-                    await self._direct_limit_after_413()
+                except DIRECT_TRANSFER_REFUSALS as exc:
+                    LOGGER.debug(f'direct download of {remotepath} refused ({exc}); taking the staged path')
             with translate_errors(remotepath):
-                await self.client.download(self.system, remotepath, localpath, account=self.billing_account)
+                await self.client.download_staged(self.system, remotepath, localpath, account=self.billing_account)
         await self._verify_checksum(localpath, remotepath)
 
     async def _verify_checksum(self, localpath: str, remotepath: str) -> None:

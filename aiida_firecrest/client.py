@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import re
 import ssl
 import stat
 import threading
@@ -35,7 +36,16 @@ from firecrest.v2 import AsyncFirecrest
 from .errors import error_from_answer
 from .ratelimit import LoopLocalLock, RequestBudget
 
-__all__ = ('FACTS', 'FactsCache', 'FirecrestClient', 'attributes_of_entry', 'attributes_of_stat', 'ssl_context')
+__all__ = (
+    'FACTS',
+    'FactsCache',
+    'FirecrestClient',
+    'attributes_of_entry',
+    'attributes_of_stat',
+    'decode_listed_name',
+    'entry_type',
+    'ssl_context',
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -205,6 +215,32 @@ class FirecrestClient(AsyncFirecrest):
         self._check_response(response, 200, return_json=False)
         return response.content
 
+    async def download_staged(self, system_name: str, path: str, target: str, *, account: str | None) -> None:
+        """Download a file through the staging area (a transfer job copies it to S3), whatever its size.
+
+        pyfirecrest's ``download`` first ``stat`` s the file and tries the direct path below its
+        ``MAX_DIRECT_UPLOAD_SIZE``, which the server refuses from about 3/4 of its limit on (it checks the size of the
+        base64 text); the transport has already chosen the staged path.
+
+        :param system_name: the system.
+        :param path: the absolute path of the file.
+        :param target: the local file to write.
+        :param account: the account billed for the transfer job.
+        :raises firecrest.FirecrestException: if the server refuses; the caller translates it.
+        :calls: POST ``/filesystem/{system_name}/transfer/download``, then the job's status and the S3 object
+        """
+        from firecrest.v2._async.Client import AsyncExternalDownload
+
+        data: dict[str, Any] = {'source_path': path, 'transfer_directives': {'transferMethod': 's3'}}
+        if account is not None:
+            data['account'] = account
+        response = await self._post_request(endpoint=f'/filesystem/{system_name}/transfer/download', json_data=data)
+        transfer = AsyncExternalDownload(
+            client=self, transfer_info=self._check_response(response, 201), file_path=target
+        )
+        await transfer.wait_for_transfer_job()
+        await transfer.download_file_from_stage()
+
     async def wait_for_transfer(self, job_info: dict[str, Any], path: str | None = None) -> None:
         """Wait for a transfer job (of ``cp``, ``mv``...) to end; if it failed, raise what its error log says.
 
@@ -279,6 +315,11 @@ _TYPE_BITS = {'d': stat.S_IFDIR, '-': stat.S_IFREG, 'l': stat.S_IFLNK, 'b': stat
 _TYPE_BITS |= {'p': stat.S_IFIFO, 's': stat.S_IFSOCK}
 
 
+def entry_type(mode: int) -> str:
+    """The ``type`` letter of an ``ls`` entry for the ``st_mode`` ``mode`` (``-`` for a regular file)."""
+    return next((letter for letter, bit in _TYPE_BITS.items() if stat.S_IFMT(mode) == bit), '-')
+
+
 def mode_of_entry(entry: dict[str, Any]) -> int:
     """Return the ``st_mode`` of an ``ls`` entry, from its ``type`` and ``permissions`` (e.g. ``rwsr-x--T``)."""
     permissions = str(entry.get('permissions') or '---------').ljust(9, '-')
@@ -326,6 +367,31 @@ def attributes_of_entry(entry: dict[str, Any]) -> Any:
     attributes['st_atime'] = mtime
     attributes['st_mtime'] = mtime
     return attributes
+
+
+_C_ESCAPE = re.compile(rb'\\([0-7]{1,3}|.)', re.DOTALL)
+_C_ESCAPED_CHARS = {b'a': b'\a', b'b': b'\b', b'f': b'\f', b'n': b'\n', b'r': b'\r', b't': b'\t', b'v': b'\v'}
+
+
+def _unescape(match: re.Match[bytes]) -> bytes:
+    escaped = match.group(1)
+    if escaped[:1].isdigit():
+        return bytes([int(escaped, 8) & 0xFF])
+    return _C_ESCAPED_CHARS.get(escaped, escaped)
+
+
+def decode_listed_name(text: str) -> str:
+    """Return the file name that ``ls --quoting-style=c`` printed as ``text``, as FirecREST passes it on.
+
+    FirecREST splits the C-quoted line with :func:`shlex.split`, which removes the quotes and unescapes ``\\"`` and
+    ``\\\\`` but leaves the other escapes: octal bytes (``\\303\\274`` for ``ü``), ``\\t``, ``\\n`` and the like. They
+    are decoded here, then the bytes as UTF-8 (undecodable bytes as surrogates, as :func:`os.fsdecode`). A name
+    holding a backslash is ambiguous after the server's parsing (``a\\tb`` may have been a tab); it reads as the escape.
+    """
+    if '\\' not in text:
+        return text
+    raw = _C_ESCAPE.sub(_unescape, text.encode('utf-8', 'surrogateescape'))
+    return raw.decode('utf-8', 'surrogateescape')
 
 
 def attributes_of_stat(answer: dict[str, Any]) -> Any:

@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 
 __all__ = (
+    'DIRECT_TRANSFER_REFUSALS',
     'AccessDeniedError',
     'ChecksumMismatchError',
     'DirectTransferTooLargeError',
@@ -60,6 +61,7 @@ __all__ = (
     'RateLimitedError',
     'TransferFailedError',
     'UnsafeArchiveError',
+    'UnsupportedPathError',
     'error_from_answer',
     'error_from_response',
     'translate_errors',
@@ -139,9 +141,23 @@ class UnsafeArchiveError(FirecrestError, ValueError):
     """An archive member has an absolute path, a ``..`` component or a link leading outside the target."""
 
 
+class UnsupportedPathError(FirecrestError):
+    """A path that FirecREST's commands cannot carry (e.g. a directory whose name holds a ``'``, which ends the quotes
+    the server puts around paths): the transfer is refused before anything is sent."""
+
+
 class FirecrestApiError(FirecrestError):
     """Any other error answer of the FirecREST API."""
 
+
+DIRECT_TRANSFER_REFUSALS: tuple[type[FirecrestError], ...] = (
+    DirectTransferTooLargeError,
+    FirecrestTimeoutError,
+    FirecrestApiError,
+)
+"""How the server refuses a direct download that the staged path may still carry: 413 when the base64 text of the
+file exceeds its limit, and, for a file above the limit, a 500 (``Channel not open for sending``) or a 408 after the
+command timeout."""
 
 ERRNO_OF_STRERROR: dict[str, int] = {
     os.strerror(code): code
@@ -202,8 +218,9 @@ def error_from_answer(status: int, message: str, path: str | None = None) -> Fir
     """Return the exception for an error answer of FirecREST.
 
     An errno named in ``message`` decides the class (``File exists`` gives :class:`PathExistsError`, whatever the
-    status), except for 401, 413 and 429; otherwise the status decides, and anything else is a
-    :class:`FirecrestApiError`.
+    status: FirecREST answers 500 for the command errors it does not recognise, such as ``Not a directory``, ``Is a
+    directory`` or ``Directory not empty``), except for 401, 413 and 429; otherwise the status decides, and anything
+    else is a :class:`FirecrestApiError`. A missing path reads ``<path> does not exist``, as in ``core.local``.
 
     :param status: the HTTP status of the answer.
     :param message: the ``message`` of the answer's envelope (or its text).
@@ -216,6 +233,8 @@ def error_from_answer(status: int, message: str, path: str | None = None) -> Fir
         cls = _CLASS_OF_STATUS.get(status, FirecrestApiError)
         code = _ERRNO_OF_STATUS.get(status)
     text = f'{message} (HTTP {status})'
+    if cls is PathNotFoundError and path is not None:
+        text = f'{path} does not exist: {text}'
     if code is None:
         exc = cls(text)
     elif path is None:

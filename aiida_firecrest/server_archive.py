@@ -1,5 +1,6 @@
 """Archives on the server, made and unpacked by FirecREST's ``compress`` and ``extract``: the names of their
-compressions, the regular expression that selects members, and the ``strip_components`` that ``extract`` lacks.
+compressions, the pattern that selects a file whose name FirecREST cannot carry, and the ``strip_components`` that
+``extract`` lacks.
 
 (:mod:`aiida_firecrest.archive` is the local side.)
 """
@@ -7,10 +8,11 @@ compressions, the regular expression that selects members, and the ``strip_compo
 from __future__ import annotations
 
 import posixpath
+import re
 
 from .backend import FirecrestBackend, gather
 
-__all__ = ('COMPRESSION_OF_FORMAT', 'compression_of', 'members_pattern', 'move_stripped')
+__all__ = ('COMPRESSION_OF_FORMAT', 'compression_of', 'move_stripped', 'single_file_pattern')
 
 COMPRESSION_OF_FORMAT = {'tar': 'none', 'tar.gz': 'gzip', 'tar.bz2': 'bzip2', 'tar.xz': 'xz'}
 """AiiDA's archive formats and FirecREST's names of their compressions."""
@@ -27,17 +29,28 @@ _COMPRESSION_OF_SUFFIX = {
 _COMPRESSION_OF_FILE_TYPE = {'gzip': 'gzip', 'bzip2': 'bzip2', 'xz': 'xz'}
 
 
-def _emacs_regex_escape(text: str) -> str:
-    """Escape ``text`` for the (default, emacs-style) regular expressions of ``find -regex``."""
-    return ''.join(f'\\{char}' if char in '.*+?[^$\\' else char for char in text)
+_PATTERN_LITERAL = re.compile(r'[\w,=@%:~-]')
+_PATTERN_ESCAPED = {'.': r'\.', '+': r'\+'}
 
 
-def members_pattern(relative: list[str]) -> str:
-    """The ``match_pattern`` of ``compress`` that selects the paths ``relative`` to the archived directory and what
-    is below them (``['.']``: everything); FirecREST matches it against ``./path``."""
-    names = r'\|'.join(_emacs_regex_escape(name) for name in relative)
-    pattern = r'[^/]*' if relative == ['.'] else rf'[^/]*/\({names}\)'
-    return rf'{pattern}\(/.*\)?'
+def single_file_pattern(name: str) -> str:
+    """The ``matchPattern`` of ``compress`` that selects the file ``name`` in the directory ``find`` runs in (the
+    parent of the source: FirecREST matches the pattern against ``./name``), for a name FirecREST cannot carry.
+
+    The pattern travels inside single quotes inside the double quotes of a ``bash -c`` command line, where ``'``,
+    ``"``, ``$``, backticks and backslashes would change it: every run of characters other than letters, digits and
+    ``,=@%:~-._+`` matches any run of characters but ``/``. It may thus select a few more files than ``name``; the
+    caller keeps the exact member.
+    """
+    parts = ['\\./']
+    for char in name:
+        if _PATTERN_LITERAL.fullmatch(char):
+            parts.append(char)
+        elif char in _PATTERN_ESCAPED:
+            parts.append(_PATTERN_ESCAPED[char])
+        elif parts[-1] != '[^/]*':
+            parts.append('[^/]*')
+    return ''.join(parts)
 
 
 async def compression_of(backend: FirecrestBackend, source: str) -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import glob
 import os
 import posixpath
@@ -40,7 +41,7 @@ from aiida.common.exceptions import InvalidOperation
 from aiida.transports.transport import AsyncTransport, Transport, TransportPath, has_magic
 
 from . import archive
-from .backend import FirecrestBackend, gather
+from .backend import FirecrestBackend, gather, server_carries, shell_word_safe
 from .client import FirecrestClient, attributes_of_entry, attributes_of_stat
 from .errors import (
     FirecrestConfigurationError,
@@ -51,6 +52,7 @@ from .errors import (
     PathIsADirectoryError,
     PathNotADirectoryError,
     PathNotFoundError,
+    UnsupportedPathError,
     translate_errors,
 )
 from .fresh import FreshDirectories as _FreshDirectories  # the name it had here, which the tests import
@@ -66,7 +68,7 @@ from .listing import (
 from .migration import check_not_legacy
 from .options import AUTH_OPTIONS, DEFAULT_ARCHIVE_THRESHOLD, DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_CONCURRENCY
 from .ratelimit import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_REQUESTS_PER_SECOND
-from .server_archive import COMPRESSION_OF_FORMAT, compression_of, members_pattern, move_stripped
+from .server_archive import COMPRESSION_OF_FORMAT, compression_of, move_stripped, single_file_pattern
 
 __all__ = ('FirecrestTransport',)
 
@@ -661,6 +663,11 @@ class FirecrestTransport(AsyncTransport):
     ) -> None:
         """Send a local file to the remote path ``remotepath``; one request below the direct-transfer limit.
 
+        An empty file (FirecREST's direct upload of no content hangs until the command timeout) or one whose name
+        FirecREST cannot carry (see :func:`~aiida_firecrest.backend.server_carries`) goes inside an archive, extracted
+        by the server: two requests when the name is safe (the archive is uploaded in the file's place), three
+        otherwise (uploaded to the temporary directory and removed after).
+
         :param dereference: if False and ``localpath`` is a link, create a remote link with the same target.
         :param overwrite: if False, an existing remote path is an error (checked with a ``stat``).
         :param preserve: also set the remote permissions to the local ones (one more request).
@@ -668,6 +675,7 @@ class FirecrestTransport(AsyncTransport):
         :raises PathNotFoundError: if ``localpath`` does not exist, or the remote directory does not.
         :raises PathExistsError: if ``remotepath`` exists and not ``overwrite``.
         :raises PathIsADirectoryError: if ``remotepath`` is a directory.
+        :raises UnsupportedPathError: if FirecREST cannot carry the path of the remote directory.
         :raises ChecksumMismatchError: if a staged transfer corrupted the file.
         """
         localpath, remotepath = self._local(localpath), self._remote(remotepath)
@@ -680,9 +688,43 @@ class FirecrestTransport(AsyncTransport):
             return
         if os.path.isdir(localpath):
             raise PathIsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), localpath)
-        await self._backend.upload(localpath, remotepath)
+        if os.path.getsize(localpath) and server_carries(remotepath):
+            await self._backend.upload(localpath, remotepath)
+        else:
+            await self._put_through_archive(localpath, remotepath)
         if preserve:
             await self.chmod_async(remotepath, stat.S_IMODE(os.stat(localpath).st_mode))
+
+    async def _put_through_archive(self, localpath: str, remotepath: str) -> None:
+        """Send a file inside a one-member archive that the server extracts into the remote directory: an archive
+        carries any name and any content. A safely named archive is uploaded in the file's place and replaced by the
+        extraction (two requests, and an upload onto a directory fails as a direct upload does); else it goes through
+        the temporary directory (three requests, after a listing to refuse a directory in the way).
+
+        :raises UnsupportedPathError: if FirecREST cannot carry the path of the remote directory.
+        :raises PathIsADirectoryError: if ``remotepath`` is a directory.
+        """
+        directory, name = posixpath.split(remotepath)
+        directory = directory or '/'
+        self._refuse_uncarried_root(directory)
+        handle, local_archive = tempfile.mkstemp(prefix='aiida-firecrest-', suffix='.tar.gz')
+        os.close(handle)
+        try:
+            await asyncio.to_thread(archive.create_file_archive, localpath, local_archive, name=name)
+            if not server_carries(name):
+                entry = await self._backend.entry(remotepath)
+                if entry is not None and entry['type'] == 'd':
+                    raise PathIsADirectoryError(errno.EISDIR, f'{remotepath} is a directory', remotepath)
+                await self._extract_local_archive(local_archive, directory, beside=remotepath)
+                return
+            await self._backend.upload(local_archive, remotepath)
+            try:
+                await self._extract(remotepath, directory, 'gzip')
+            except FirecrestError:
+                await self.rmtree_async(remotepath)  # the archive, not the file: leave nothing half done
+                raise
+        finally:
+            await asyncio.to_thread(archive.unlink_quietly, local_archive)
 
     async def _put_link(self, target: str, remotepath: str) -> None:
         """Create the remote link ``remotepath`` to ``target`` exactly (relative, absolute or dangling), replacing a
@@ -732,6 +774,7 @@ class FirecrestTransport(AsyncTransport):
         :raises PathNotFoundError: if ``localpath`` does not exist.
         :raises PathExistsError: if ``remotepath`` exists and not ``overwrite``.
         :raises PathNotADirectoryError: if ``remotepath`` is a file.
+        :raises UnsupportedPathError: if FirecREST cannot carry ``remotepath``.
         """
         localpath, remotepath = self._local(localpath), self._remote(remotepath)
         if not os.path.exists(localpath):
@@ -740,12 +783,17 @@ class FirecrestTransport(AsyncTransport):
             raise InvalidArgumentError(f'Input localpath is not a folder: {localpath}')
         if not overwrite and await self.path_exists_async(remotepath):
             raise PathExistsError(errno.EEXIST, "Can't overwrite existing files", remotepath)
+        self._refuse_uncarried_root(remotepath)
         if self._fresh.absent(remotepath) and await self._puttree_in_place(localpath, remotepath, dereference):
             return
         destination, created = await self._tree_destination(localpath, remotepath)
         directories, files, links = await asyncio.to_thread(archive.walk_tree, localpath, dereference)
-        if links or len(directories) + len(files) > self._archive_threshold:
-            # links go in the archive too: FirecREST's ``symlink`` cannot recreate relative or dangling ones
+        awkward = any(
+            not server_carries(posixpath.join(destination, *relative.split(os.sep))) for relative in directories + files
+        ) or any(os.path.getsize(os.path.join(localpath, relative)) == 0 for relative in files)
+        if links or awkward or len(directories) + len(files) > self._archive_threshold:
+            # links go in the archive too: FirecREST's ``symlink`` cannot recreate relative or dangling ones; so do
+            # empty files and names FirecREST cannot carry
             await self._puttree_archive(localpath, destination, created, dereference)
         else:
             await self._puttree_files(localpath, destination, created, directories, files, preserve)
@@ -798,6 +846,7 @@ class FirecrestTransport(AsyncTransport):
         return posixpath.normpath(posixpath.join(posixpath.normpath(remotepath), name)), False
 
     async def _puttree_archive(self, localpath: str, destination: str, created: bool, dereference: bool) -> None:
+        self._refuse_uncarried_root(destination)
         # the archive holds the tree under its final name, extracted into an existing directory
         extract_into, arcname = (destination, '.') if created else (posixpath.dirname(destination), '')
         arcname = arcname or posixpath.basename(destination)
@@ -876,13 +925,13 @@ class FirecrestTransport(AsyncTransport):
             into = len(matches) > 1 or os.path.isdir(localpath)
             flags = await gather(entry_is_dir(self._backend, path, entry) for path, entry in matches)
             await gather(
-                self.getfile_async(
+                self._get_listed_file(
                     path,
                     os.path.join(localpath, posixpath.basename(path)) if into else localpath,
+                    entry,
                     dereference,
                     overwrite,
                     preserve,
-                    size=entry_size(entry),
                 )
                 for (path, entry), is_dir in zip(matches, flags, strict=True)
                 if not is_dir
@@ -891,14 +940,16 @@ class FirecrestTransport(AsyncTransport):
                 if is_dir:
                     await self.gettree_async(path, localpath, dereference, overwrite, preserve)
             return
-        target = os.path.join(localpath, posixpath.basename(remotepath)) if os.path.isdir(localpath) else localpath
-        try:
-            await self.getfile_async(remotepath, target, dereference, overwrite, preserve)
-        except PathIsADirectoryError:
+        entry = await self._backend.entry(remotepath)
+        if entry is None:
+            if ignore_nonexisting:
+                return
+            raise PathNotFoundError(errno.ENOENT, f'{remotepath} does not exist', remotepath)
+        if (dereference or entry['type'] != 'l') and await entry_is_dir(self._backend, remotepath, entry):
             await self.gettree_async(remotepath, localpath, dereference, overwrite, preserve)
-        except PathNotFoundError:
-            if not ignore_nonexisting:
-                raise
+            return
+        target = os.path.join(localpath, posixpath.basename(remotepath)) if os.path.isdir(localpath) else localpath
+        await self._get_listed_file(remotepath, target, entry, dereference, overwrite, preserve)
 
     async def getfile_async(
         self,
@@ -908,34 +959,93 @@ class FirecrestTransport(AsyncTransport):
         overwrite: bool = True,
         preserve: bool = False,
         *args: Any,
-        size: int | None = None,
         **kwargs: Any,
     ) -> None:
-        """Fetch the remote file ``remotepath`` into the local file ``localpath``; one request below the direct limit.
+        """Fetch the remote file ``remotepath`` into the local file ``localpath``.
 
-        :param dereference: if False and ``remotepath`` is a link, create a local link with the same target (a
-            listing more).
+        The size decides the way (see :meth:`~aiida_firecrest.backend.FirecrestBackend.download`): it comes from one
+        ``ls`` of the directory, shared by the ``get`` s there for a few seconds (the engine retrieves a CalcJob's
+        files one after the other, giving no size). Then an empty file costs nothing more, a small one a download,
+        a large one a staged transfer and a checksum; a file whose name FirecREST cannot carry comes inside an archive
+        (``compress``, a download and the removal of the archive).
+
+        :param dereference: if False and ``remotepath`` is a link, create a local link with the same target.
         :param overwrite: if False, an existing ``localpath`` is an error.
-        :param preserve: also set the local permissions and modification time (a ``stat`` more).
-        :param size: the file's size if known (from a listing), to go straight to the staged path for a large file.
+        :param preserve: also set the local permissions and modification time (from the listing).
         :raises InvalidArgumentError: if a path is not absolute.
         :raises PathExistsError: if ``localpath`` exists and not ``overwrite``.
         :raises PathNotFoundError: if ``remotepath`` does not exist.
         :raises PathIsADirectoryError: if it is a directory.
+        :raises UnsupportedPathError: if FirecREST cannot carry the name of its directory.
         :raises ChecksumMismatchError: if a staged transfer corrupted the file.
         """
         remotepath, localpath = self._remote(remotepath), self._local(localpath)
+        entry = await self._backend.entry(remotepath)
+        if entry is None:
+            raise PathNotFoundError(errno.ENOENT, f'{remotepath} does not exist', remotepath)
+        await self._get_listed_file(remotepath, localpath, entry, dereference, overwrite, preserve)
+
+    async def _get_listed_file(
+        self,
+        remotepath: str,
+        localpath: str,
+        entry: dict[str, Any] | None,
+        dereference: bool,
+        overwrite: bool,
+        preserve: bool,
+    ) -> None:
+        """Fetch the file ``remotepath`` whose listing entry is ``entry`` (None: unknown, as for a match of a pattern
+        ending with ``/``); a ``stat`` only for a link followed, whose target's size the listing does not tell."""
         if os.path.lexists(localpath) and not overwrite:
             raise PathExistsError(errno.EEXIST, 'Destination already exists: not overwriting it', localpath)
-        if not dereference:
-            entries = await self._backend.ls(remotepath)
-            if len(entries) == 1 and entries[0]['type'] == 'l' and str(entries[0]['name']).startswith('/'):
-                await asyncio.to_thread(archive.make_link, str(entries[0]['linkTarget']), localpath)
-                return
-        await self._backend.download(remotepath, localpath, size)
-        if preserve:
+        if entry is None or (entry['type'] == 'l' and dereference):
             answer = await self._backend.stat(remotepath, dereference=True)
-            await asyncio.to_thread(archive.set_mode_and_time, localpath, int(answer['mode']), float(answer['mtime']))
+            mode, size, mtime = int(answer['mode']), int(answer['size']), float(answer['mtime'])
+        elif entry['type'] == 'l':
+            target = entry.get('linkTarget') or (await self._backend.ls(remotepath))[0]['linkTarget']
+            await asyncio.to_thread(archive.make_link, str(target), localpath)
+            return
+        else:
+            attributes = attributes_of_entry(entry)
+            mode, size, mtime = attributes['st_mode'], attributes['st_size'], attributes['st_mtime']
+        if stat.S_ISDIR(mode):
+            raise PathIsADirectoryError(errno.EISDIR, f'{remotepath} is a directory', remotepath)
+        if server_carries(remotepath):
+            await self._backend.download(remotepath, localpath, size)
+        else:
+            await self._get_through_archive(remotepath, localpath, size)
+        if preserve:
+            await asyncio.to_thread(archive.set_mode_and_time, localpath, mode, mtime)
+
+    async def _get_through_archive(self, remotepath: str, localpath: str, size: int) -> None:
+        """Fetch a file whose name FirecREST cannot carry: the server's ``compress`` selects it with a pattern in
+        which every character it cannot carry matches anything, the archive (safely named) comes down and only the
+        exact member is written to ``localpath``. Three requests.
+
+        :raises UnsupportedPathError: if the directory's path cannot be given to the server's ``compress``.
+        :raises PathNotFoundError: if the archive does not hold the file (it is not a regular file).
+        """
+        directory, name = posixpath.split(remotepath)
+        if not (server_carries(directory) and shell_word_safe(directory)):
+            raise UnsupportedPathError(
+                f'FirecREST cannot carry the path {directory!r} in its commands (it quotes no path for the shell), so '
+                f'{name!r} cannot be fetched from it; rename the directory'
+            )
+        remote_archive = self._temporary_remote_path(remotepath, '.tar.gz')
+        handle, local_archive = tempfile.mkstemp(prefix='aiida-firecrest-', suffix='.tar.gz')
+        os.close(handle)
+        try:
+            try:
+                await self._compress_into_temporary(
+                    remotepath, remote_archive, dereference=True, match_pattern=single_file_pattern(name)
+                )
+                await self._backend.download(remote_archive, local_archive, archive.archive_size_bound([size]))
+            finally:
+                await self.rmtree_async(remote_archive)
+            if not await asyncio.to_thread(archive.extract_member, local_archive, name, localpath):
+                raise PathNotFoundError(errno.ENOENT, f'{remotepath} is not a regular file the server archives', name)
+        finally:
+            await asyncio.to_thread(archive.unlink_quietly, local_archive)
 
     async def gettree_async(
         self,
@@ -949,9 +1059,10 @@ class FirecrestTransport(AsyncTransport):
     ) -> None:
         """Fetch a remote directory to ``localpath`` (created), or into it if it exists (``cp -r``).
 
-        One recursive ``ls`` tells the tree; more than ``archive_threshold`` entries come as one archive (the
-        server's ``compress``, a download, removal of the archive, and a safe extraction here), fewer file by file,
-        concurrently, with no further ``stat``.
+        One recursive ``ls`` tells the tree; more than ``archive_threshold`` entries, or names FirecREST cannot carry
+        (see :func:`~aiida_firecrest.backend.server_carries`), come as one archive (the server's ``compress``, a
+        download, removal of the archive, and a safe extraction here), fewer file by file, concurrently, with no
+        further ``stat``.
 
         :param dereference: fetch what remote links point to (else recreate the links).
         :param overwrite: if False, an existing ``localpath`` is an error.
@@ -971,8 +1082,9 @@ class FirecrestTransport(AsyncTransport):
         if os.path.isdir(localpath):
             localpath = os.path.join(localpath, posixpath.basename(remotepath))
         await asyncio.to_thread(os.makedirs, localpath, exist_ok=True)
-        if len(entries) > self._archive_threshold:
-            await self._gettree_archive(remotepath, localpath, dereference)
+        uncarried = any(not server_carries(str(entry['name'])) for entry in entries)
+        if len(entries) > self._archive_threshold or uncarried:
+            await self._gettree_archive(remotepath, localpath, dereference, entries)
             if not dereference:
                 for entry in entries:
                     if entry['type'] == 'l':
@@ -983,7 +1095,10 @@ class FirecrestTransport(AsyncTransport):
         else:
             await self._gettree_files(remotepath, localpath, entries, dereference, preserve)
 
-    async def _gettree_archive(self, remotepath: str, localpath: str, dereference: bool) -> None:
+    async def _gettree_archive(
+        self, remotepath: str, localpath: str, dereference: bool, entries: list[dict[str, Any]]
+    ) -> None:
+        self._refuse_uncarried_root(remotepath)
         remote_archive = self._temporary_remote_path(remotepath, '.tar.gz')
         handle, local_archive = tempfile.mkstemp(prefix='aiida-firecrest-', suffix='.tar.gz')
         os.close(handle)
@@ -991,7 +1106,9 @@ class FirecrestTransport(AsyncTransport):
             try:
                 with translate_errors(remotepath):
                     await self._compress_into_temporary(remotepath, remote_archive, dereference)
-                await self._backend.download(remote_archive, local_archive)
+                await self._backend.download(
+                    remote_archive, local_archive, await self._archive_size(entries, dereference, remote_archive)
+                )
             finally:
                 await self.rmtree_async(remote_archive)
             # the server archives the directory under its own name: strip it. Links are recreated from the listing
@@ -1002,14 +1119,38 @@ class FirecrestTransport(AsyncTransport):
         finally:
             await asyncio.to_thread(archive.unlink_quietly, local_archive)
 
-    async def _compress_into_temporary(self, source: str, target: str, dereference: bool) -> None:
+    async def _archive_size(self, entries: list[dict[str, Any]], dereference: bool, remote_archive: str) -> int:
+        """The size to plan the download of the server's archive of a listed tree by: a bound from the listing (no
+        request), or the archive's ``stat`` when links followed make the listing's sizes incomplete."""
+        if not (dereference and any(entry['type'] == 'l' for entry in entries)):
+            return archive.archive_size_bound([entry_size(entry) or 0 for entry in entries])
+        return int((await self._backend.stat(remote_archive, dereference=True))['size'])
+
+    def _refuse_uncarried_root(self, path: str) -> None:
+        """Refuse a tree whose own path FirecREST cannot carry (its archive is made or unpacked there by a command).
+
+        :raises UnsupportedPathError: if so.
+        """
+        if not server_carries(path):
+            raise UnsupportedPathError(
+                f'FirecREST cannot carry the path {path!r} in its commands (it quotes no path for the shell and '
+                'HTML-escapes them in transfer jobs), so no tree can travel there; rename it'
+            )
+
+    async def _compress_into_temporary(
+        self, source: str, target: str, dereference: bool, match_pattern: str | None = None
+    ) -> None:
+        """Archive ``source`` into ``target`` in the temporary directory, creating that directory on first use."""
+        compress = functools.partial(
+            self._backend.compress, source, target, dereference=dereference, match_pattern=match_pattern, path=source
+        )
         try:
-            await self._backend.compress(source, target, dereference=dereference, path=source)
+            await compress()
         except PathNotFoundError:
             if not self._temp_directory or await self.isdir_async(self._temp_directory):
                 raise
             await self._backend.mkdir(self._temp_directory, parents=True)
-            await self._backend.compress(source, target, dereference=dereference, path=source)
+            await compress()
 
     async def _gettree_files(
         self, remotepath: str, localpath: str, entries: list[dict[str, Any]], dereference: bool, preserve: bool
@@ -1032,11 +1173,7 @@ class FirecrestTransport(AsyncTransport):
             for entry in links:
                 await asyncio.to_thread(archive.make_link, str(entry['linkTarget']), local(entry))
         await gather(
-            self._backend.download(
-                posixpath.join(remotepath, entry['name']),
-                local(entry),
-                entry_size(entry) if entry['type'] == '-' else None,
-            )
+            self._get_listed_file(posixpath.join(remotepath, entry['name']), local(entry), entry, True, True, False)
             for entry in downloads
         )
         for name in sorted(linked_dirs):
@@ -1060,9 +1197,10 @@ class FirecrestTransport(AsyncTransport):
         """Archive remote files and directories (glob patterns allowed) into ``remotedestination`` on the server,
         with paths relative to ``root_dir``, with FirecREST's ``compress`` (a transfer job if it takes too long).
 
-        A single source directly in ``root_dir`` is archived whole, exactly as ``tar -C root_dir name`` would. Several
-        sources, or deeper ones, are selected from ``root_dir`` with a regular expression: FirecREST then archives
-        their regular files only (no empty directories, no links), named ``./path``.
+        A single source directly in ``root_dir`` is archived whole, exactly as ``tar -C root_dir name`` would (one
+        request). Several sources, or deeper ones, are copied into a temporary directory first (one ``cp`` job each,
+        billed to the account), which is archived whole: FirecREST's own selection of sources by a pattern would
+        archive their regular files only, always gzip-compressed, under other names.
 
         :param format: ``tar``, ``tar.gz``, ``tar.bz2`` or ``tar.xz``.
         :raises InvalidArgumentError: if the format is unknown or a source is outside ``root_dir``.
@@ -1093,18 +1231,45 @@ class FirecrestTransport(AsyncTransport):
                 raise InvalidArgumentError(f'{path} is not inside the root directory {root}')
             relative.append(name)
         await self.makedirs_async(posixpath.dirname(posixpath.normpath(destination)), ignore_existing=True)
-        if len(relative) == 1 and '/' not in relative[0] and relative[0] != '.':
-            source, pattern = posixpath.join(root, relative[0]), None
+        compression = COMPRESSION_OF_FORMAT[format]
+        if len(relative) == 1 and '/' not in relative[0]:
+            # ``tar -C root name``; for the root itself ``tar -C root .``, as ``core.local`` names the members
+            source = posixpath.join(root, relative[0]) if relative[0] != '.' else f'{root}/.'
+            await self._backend.compress(
+                source, destination, dereference=dereference, compression=compression, path=destination
+            )
         else:
-            source, pattern = root, members_pattern(relative)
-        await self._backend.compress(
-            source,
-            destination,
-            dereference=dereference,
-            compression=COMPRESSION_OF_FORMAT[format],
-            match_pattern=pattern,
-            path=destination,
-        )
+            await self._compress_copies(root, relative, destination, compression, dereference)
+
+    async def _compress_copies(
+        self, root: str, relative: list[str], destination: str, compression: str, dereference: bool
+    ) -> None:
+        """Archive the paths ``relative`` to ``root`` under those names, as ``core.local`` does: they are copied (one
+        ``cp`` job each) into a temporary directory, which is archived whole and removed.
+
+        FirecREST's ``compress`` selects several sources only with a pattern, and then archives regular files alone
+        (no links, no empty directories), always gzip-compressed, named after the parent of its source: not the
+        archive asked for.
+
+        :raises UnsupportedPathError: if a path cannot be given to a transfer job.
+        """
+        for name in relative:
+            self._refuse_uncarried_root(posixpath.join(root, name))
+        staging = self._temporary_remote_path(destination, '')
+        parents = sorted({posixpath.join(staging, posixpath.dirname(name)) for name in relative})
+        await gather(self._backend.mkdir(parent, parents=True) for parent in parents)
+        try:
+            await gather(
+                self._backend.cp(posixpath.join(root, name), posixpath.join(staging, name), dereference)
+                for name in relative
+            )
+            tops = {name.split('/')[0] for name in relative}
+            source = posixpath.join(staging, tops.pop()) if len(tops) == 1 else f'{staging}/.'
+            await self._backend.compress(
+                source, destination, dereference=False, compression=compression, path=destination
+            )
+        finally:
+            await self.rmtree_async(staging)
 
     async def _compress_sources(self, source: str) -> list[str]:
         if has_magic(source):

@@ -23,7 +23,8 @@ POLL = 'GET /compute/{system_name}/jobs'
 @click.command()
 @click.option('--calcjobs', type=int, default=5, show_default=True, help='How many CalcJobs to run.')
 @click.option('--scheduler', type=click.Choice(['local', 'slurm']), default='local', show_default=True)
-def main(calcjobs: int, scheduler: str) -> None:
+@click.option('--breakdown', is_flag=True, help='Also print the requests of each CalcJob per endpoint.')
+def main(calcjobs: int, scheduler: str, breakdown: bool) -> None:
     """Print the FirecREST requests of each CalcJob."""
     with tempfile.TemporaryDirectory(prefix='firecrest-benchmark-') as temporary:
         base = Path(temporary)
@@ -55,6 +56,9 @@ def main(calcjobs: int, scheduler: str) -> None:
                 click.echo(
                     f'{index + 1:>7} {sum(counts.values()):>8} {counts[POLL]:>5} {time.monotonic() - start:>8.1f}'
                 )
+                if breakdown:
+                    for endpoint, count in sorted(counts.items()):
+                        click.echo(f'{"":>7} {count:>8} {endpoint}')
 
 
 if __name__ == '__main__':

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from aiida_firecrest.backend import usable_direct_download
 from aiida_firecrest.client import FACTS
 from tests.transport.contract_helpers import build_tree
 
@@ -38,7 +39,7 @@ def count(count_requests: Callable[[], Any]) -> Callable[..., Any]:
     return counter
 
 
-async def test_small_put_and_get_are_one_request_each(
+async def test_small_put_is_one_request_and_get_two(
     firecrest_transport: Any, count: Any, remote: Path, tmp_path: Path
 ) -> None:
     (tmp_path / 'f.txt').write_text('content')
@@ -48,8 +49,9 @@ async def test_small_put_and_get_are_one_request_each(
         get = await count(transport.get_async(remote / 'f.txt', tmp_path / 'back.txt'))
         missing = await count(transport.get_async(remote / 'nope', tmp_path / 'nope', ignore_nonexisting=True))
     assert put == {'POST /filesystem/{system_name}/ops/upload': 1}
-    assert get == {'GET /filesystem/{system_name}/ops/download': 1}
-    assert missing == {'GET /filesystem/{system_name}/ops/download': 1}
+    # the listing of the directory tells the size, which decides between the direct and the staged download
+    assert get == {'GET /filesystem/{system_name}/ops/ls': 1, 'GET /filesystem/{system_name}/ops/download': 1}
+    assert missing == {}  # the same directory: its listing, a moment old, tells that the file is missing
     assert (tmp_path / 'back.txt').read_text() == 'content'
 
 
@@ -128,23 +130,26 @@ async def test_status_systems_is_asked_at_most_once_per_process(
 async def test_small_files_never_ask_for_the_limit(
     firecrest_transport: Any, count: Any, remote: Path, tmp_path: Path
 ) -> None:
+    """Up to 3/4 of pyfirecrest's 1 MiB (no server has a lower direct limit), a file goes both ways directly without
+    asking the server its limit."""
     FACTS.clear()
-    (tmp_path / 'f.txt').write_bytes(b'x' * (MiB - 1))
+    (tmp_path / 'f.txt').write_bytes(b'x' * usable_direct_download(MiB))
     async with firecrest_transport() as transport:
         await transport.whoami_async()
         counts = await count(transport.put_async(tmp_path / 'f.txt', remote / 'f.txt'))
         counts += await count(transport.get_async(remote / 'f.txt', tmp_path / 'back.txt'))
     assert counts['GET /status/systems'] == 0
-    assert sum(counts.values()) == 2
+    assert sum(counts.values()) == 3  # upload; ls and download
 
 
 async def test_calcjob_upload_and_retrieve(firecrest_transport: Any, count: Any, remote: Path, tmp_path: Path) -> None:
-    """What the engine does over the transport for ``core.arithmetic.add`` (``execmanager``): 10 requests, 11 when
-    the work directory is new (with the scheduler's submit and poll, 12 and 13).
+    """What the engine does over the transport for ``core.arithmetic.add`` (``execmanager``): 9 requests, 10 when
+    the work directory is new (with the scheduler's submit and poll, 11 and 12).
 
     whoami (0), path_exists (1), [makedirs of a new work directory (1)], makedirs of the shard (1), mkdir of the
     folder (1), two sandbox files (2), the ``.aiida`` folder with two files (2: its archive uploaded in its place and
-    extracted, since the folder is known to be fresh), three retrieved files (3) of which one may be missing.
+    extracted, since the folder is known to be fresh), three retrieved files: one ``ls`` of the folder, which tells
+    their sizes (1), then a download of the file with content (1); the empty and the missing one cost nothing more.
     """
     sandbox = build_tree(
         tmp_path / 'sandbox',
@@ -178,6 +183,7 @@ async def test_calcjob_upload_and_retrieve(firecrest_transport: Any, count: Any,
             total += await count(transport.get_async(folder / name, retrieved / name, ignore_nonexisting=True))
     assert sorted(p.name for p in retrieved.iterdir()) == ['_scheduler-stdout.txt', 'aiida.out']
     assert sorted(p.name for p in (folder / '.aiida').iterdir()) == ['calcinfo.json', 'job_tmpl.json']
-    assert sum(total.values()) == 11, total  # the work directory was new
+    assert sum(total.values()) == 10, total  # the work directory was new
+    assert total['GET /filesystem/{system_name}/ops/ls'] == 1
     assert total['POST /filesystem/{system_name}/ops/mkdir'] == 3
     assert total['GET /status/systems'] == 0

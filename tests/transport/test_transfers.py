@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from aiida_firecrest.archive import safe_extract
+from aiida_firecrest.backend import usable_direct_download
 from aiida_firecrest.client import FACTS
 from aiida_firecrest.errors import ChecksumMismatchError, FirecrestApiError, UnsafeArchiveError
 from tests.conftest import make_sync_client
@@ -37,6 +38,7 @@ UPLOAD_STAGED = 'POST /filesystem/{system_name}/transfer/upload'
 DOWNLOAD_DIRECT = 'GET /filesystem/{system_name}/ops/download'
 DOWNLOAD_STAGED = 'POST /filesystem/{system_name}/transfer/download'
 CHECKSUM = 'GET /filesystem/{system_name}/ops/checksum'
+LS = 'GET /filesystem/{system_name}/ops/ls'
 SYSTEMS = 'GET /status/systems'
 
 
@@ -89,23 +91,36 @@ def limit(external_config: dict[str, Any] | None, request: pytest.FixtureRequest
 
 
 @REQUEST_LOG
-@pytest.mark.parametrize('offset', [-1, 0])
-async def test_file_up_to_the_limit_goes_direct(
-    firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path, limit: int, offset: int
+async def test_upload_up_to_the_limit_goes_direct(
+    firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path, limit: int
 ) -> None:
-    """Below the server's limit (5 MiB, not pyfirecrest's 1 MiB) a file is one request each way, no checksum."""
-    digest = random_file(tmp_path / 'f.bin', limit + offset - 1)
+    """Below the server's limit (5 MiB, not pyfirecrest's 1 MiB) a file goes up in one request, no checksum."""
+    digest = random_file(tmp_path / 'f.bin', limit - 1)
     async with firecrest_transport() as transport:
         await transport.whoami_async()
         mark = local_server.request_log.mark()
         await transport.put_async(tmp_path / 'f.bin', remote / 'f.bin')
         put = await _counts(local_server, mark)
+    assert sha256(remote / 'f.bin') == digest
+    assert put[UPLOAD_DIRECT] == 1 and put[UPLOAD_STAGED] == 0 and put[CHECKSUM] == 0
+
+
+@REQUEST_LOG
+@pytest.mark.parametrize(('offset', 'staged'), [(0, False), (1, True)])
+async def test_download_direct_up_to_the_usable_size(
+    firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path, limit: int, offset: int, staged: bool
+) -> None:
+    """The server checks its limit on the base64 text: a file comes down directly up to 3/4 of the limit (its size
+    from a listing of the directory), through the staging area above, never by a direct attempt that would fail."""
+    digest = random_file(remote / 'f.bin', usable_direct_download(limit) + offset)
+    async with firecrest_transport() as transport:
+        await transport.whoami_async()
         mark = local_server.request_log.mark()
         await transport.get_async(remote / 'f.bin', tmp_path / 'back.bin')
         get = await _counts(local_server, mark)
-    assert sha256(remote / 'f.bin') == sha256(tmp_path / 'back.bin') == digest
-    assert put[UPLOAD_DIRECT] == 1 and put[UPLOAD_STAGED] == 0 and put[CHECKSUM] == 0
-    assert get == {DOWNLOAD_DIRECT: 1}
+    assert sha256(tmp_path / 'back.bin') == digest
+    assert get[LS] == 1
+    assert (get[DOWNLOAD_DIRECT], get[DOWNLOAD_STAGED], get[CHECKSUM]) == ((0, 1, 1) if staged else (1, 0, 0))
 
 
 @REQUEST_LOG
@@ -122,8 +137,7 @@ async def test_file_above_the_limit_is_staged_and_checked(
         get = await _counts(local_server, mark)
     assert sha256(remote / 'f.bin') == sha256(tmp_path / 'back.bin') == digest
     assert put[UPLOAD_DIRECT] == 0 and put[UPLOAD_STAGED] == 1 and put[CHECKSUM] == 1
-    # the size is unknown to ``get``: one direct attempt answered 413, then the staged path
-    assert get[DOWNLOAD_DIRECT] == 1 and get[DOWNLOAD_STAGED] == 1 and get[CHECKSUM] == 1
+    assert get[DOWNLOAD_DIRECT] == 0 and get[DOWNLOAD_STAGED] == 1 and get[CHECKSUM] == 1
 
 
 async def test_staged_20_mb_file_round_trip(
