@@ -54,6 +54,7 @@ class FileStat:
 
     mode: int
     size: int
+    nlink: int
     uid: int
     gid: int
     atime: float
@@ -159,7 +160,8 @@ class DiskFiles(RemoteFiles):
 
     def lstat(self, path: RemotePath) -> FileStat:
         status = Path(path).lstat()
-        return FileStat(status.st_mode, status.st_size, status.st_uid, status.st_gid, status.st_atime, status.st_mtime)
+        fields = ('mode', 'size', 'nlink', 'uid', 'gid', 'atime', 'mtime')
+        return FileStat(*(getattr(status, f'st_{field}') for field in fields))
 
     def readlink(self, path: RemotePath) -> str:
         return os.readlink(path)
@@ -248,7 +250,8 @@ class ClientFiles(RemoteFiles):
 
     def lstat(self, path: RemotePath) -> FileStat:
         status = self.client.stat(self.system, str(path), dereference=False)
-        return FileStat(status['mode'], status['size'], status['uid'], status['gid'], status['atime'], status['mtime'])
+        fields = ('mode', 'size', 'nlink', 'uid', 'gid', 'atime', 'mtime')
+        return FileStat(*(status[field] for field in fields))
 
     def readlink(self, path: RemotePath) -> str:
         link = self._read_archive(PurePosixPath(path))[''][0]
@@ -337,7 +340,8 @@ class ClientFiles(RemoteFiles):
         with tarfile.open(fileobj=io.BytesIO(data), mode='r:') as tar:
             for member in tar.getmembers():
                 relative = member.name.removeprefix(path.name).removeprefix('/')
-                content = tar.extractfile(member) if member.isfile() else None
+                # A hard link to a file archived before has the content of that file.
+                content = tar.extractfile(member) if member.isfile() or member.islnk() else None
                 members[relative] = (member, content.read() if content else b'')
         return members
 

@@ -318,6 +318,15 @@ def test_transfer_tree_dereference(transfer: Transfer, family: str, dereference:
     assert (transfer.destination / 'new').snapshot() == expected
 
 
+@pytest.mark.parametrize('family', ['any', 'tree'])
+def test_transfer_tree_follow_links_makes_independent_files(transfer: Transfer, family: str) -> None:
+    """Followed links become files of their own, as ``shutil.copytree`` makes them, not hard links to one another."""
+    (transfer.source / 'tree').build(LINK_TREE)
+    transfer.call(family, transfer.source / 'tree', transfer.destination / 'new', dereference=True)
+    files = ['target.txt', 'link_file', 'dir/inner.txt', 'link_dir/inner.txt']
+    assert {name: (transfer.destination / 'new' / name).lstat().nlink for name in files} == dict.fromkeys(files, 1)
+
+
 def test_transfer_tree_default_dereference(transfer: Transfer) -> None:
     """``put`` and ``get`` follow links by default, ``copy`` keeps them."""
     (transfer.source / 'tree').build(LINK_TREE)
@@ -1032,15 +1041,8 @@ def test_compress_dereference(transport: Transport, remote: Location, dereferenc
         ),
     ],
 )
-def test_compress_selected_sources(
-    transport: Transport, transport_kind: str, remote: Location, sources: list[str], expected: dict
-) -> None:
+def test_compress_selected_sources(transport: Transport, remote: Location, sources: list[str], expected: dict) -> None:
     """Only the selected sources are archived, named relative to ``root_dir``: ``strip_components=1`` drops ``data``."""
-    if transport_kind == 'firecrest':
-        # FirecREST selects several sources with `matchPattern`, which the server applies as `find -type f`: only the
-        # regular files of the selection (and the directories holding them) are archived, not links or empty folders.
-        expected = {path: entry for path, entry in expected.items() if isinstance(entry, str)}
-        expected.update({path.rsplit('/', 1)[0]: DIR for path in list(expected) if '/' in path})
     tree: dict[str, Entry] = {'a.txt': 'a', 'c.txt': 'c', 'b.dat': 'b', 'sub/b.txt': 'b', 'sub/empty': DIR}
     (remote / 'data').build({**tree, 'sub/link': Link('b.txt')})
     archive = remote / 'archive.tar.gz'
