@@ -3,10 +3,16 @@
 
     python firecrest_demo.py                       # the demo: server, throwaway profile, three CalcJobs
     python firecrest_demo.py serve --config-out cfg.json   # only the server, until interrupted
+    python firecrest_demo.py --config cfg.json     # the same demo against any FirecREST v2 deployment
 
 The demo needs nothing but this package installed: it starts the local FirecREST v2 server with its S3 server (and
 uses the machine's Slurm if one is running, else runs jobs as local processes), creates a throwaway AiiDA profile
 (SQLite, no broker) in a temporary folder, and removes everything it started when it ends.
+
+With ``--config FILE`` (the keys that ``serve --config-out`` writes: url, token_uri, client_id, client_secret,
+compute_resource, workdir, and optionally temp_directory and billing_account), it runs against that deployment instead,
+in a fresh folder of ``workdir`` that it removes at the end. ``client_secret`` may also be an absolute path to a file
+readable by you alone, or ``env:VARNAME``.
 """
 
 from __future__ import annotations
@@ -43,8 +49,16 @@ from aiida_firecrest.server.cli import serve
     show_default=True,
     help='Bytes of the input and output of the staged CalcJob (above the 5 MiB direct-transfer limit).',
 )
+@click.option(
+    '--config',
+    'config_file',
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help='Run against the FirecREST v2 deployment this JSON file describes (as `serve --config-out` writes it) '
+    'instead of a local server of its own.',
+)
 @click.pass_context
-def cli(ctx: click.Context, scheduler: str, workdir: Path | None, staged_size: int) -> None:
+def cli(ctx: click.Context, scheduler: str, workdir: Path | None, staged_size: int, config_file: Path | None) -> None:
     """Run the demo (no command), or a command."""
     if ctx.invoked_subcommand is not None:
         return
@@ -53,9 +67,13 @@ def cli(ctx: click.Context, scheduler: str, workdir: Path | None, staged_size: i
         base = (workdir or Path(temporary)).resolve()
         os.environ['AIIDA_PATH'] = str(base / 'aiida')
         (base / 'aiida' / '.aiida').mkdir(parents=True, exist_ok=True)
-        from aiida_firecrest.demo.run import run_demo  # only now: AiiDA reads AIIDA_PATH when it is imported
+        # only now: AiiDA reads AIIDA_PATH when it is imported
+        from aiida_firecrest.demo.run import read_config, run_demo, run_demo_on
 
-        ok = run_demo(base, scheduler, staged_size)
+        if config_file is None:
+            ok = run_demo(base, scheduler, staged_size)
+        else:
+            ok = run_demo_on(base, read_config(config_file), staged_size)
     click.secho(
         f'Demo {"passed" if ok else "FAILED"} in {time.monotonic() - start:.1f} s',
         fg='green' if ok else 'red',

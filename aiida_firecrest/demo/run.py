@@ -1,19 +1,27 @@
-"""The demo: a local FirecREST server, a throwaway AiiDA profile, and three CalcJobs through the engine.
+"""The demo: three CalcJobs through the engine, in a throwaway AiiDA profile, on a FirecREST v2 deployment.
+
+The deployment is the local server (:func:`run_demo`), or any other, described by the keys that ``firecrest_demo.py
+serve --config-out`` writes (:func:`run_demo_on`). The requests of each CalcJob are counted by the local server, or, on
+another deployment, on the client side from httpx's log of every request it sends (:class:`ClientRequestLog`).
 
 Import this module only after ``AIIDA_PATH`` points where the throwaway profile may live (``firecrest_demo.py`` does).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import logging
 import os
+import re
 import shutil
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import click
 from aiida import load_profile, orm
@@ -25,6 +33,73 @@ from ..server.cli import write_private_json, write_private_text
 from .steps import Step, arithmetic_add, restart, staged_io
 
 COMPUTER_LABEL = 'firecrest-demo'
+
+CONFIG_KEYS = ('url', 'token_uri', 'client_id', 'client_secret', 'compute_resource', 'workdir')
+"""The keys of the configuration file that the demo needs; ``temp_directory`` and ``billing_account`` may be absent."""
+
+
+class RequestCounter(Protocol):
+    """What the demo reads of a request log: the local server's, or :class:`ClientRequestLog`."""
+
+    def mark(self) -> int:
+        """Return a mark to pass to :meth:`counts`."""
+
+    def counts(self, mark: int = 0) -> collections.Counter[str]:
+        """Return the number of FirecREST API requests per endpoint after ``mark`` (token requests not counted)."""
+
+
+class ClientRequestLog(logging.Handler):
+    """Counts the FirecREST API requests this process sends, per endpoint, from the ``httpx`` logger.
+
+    httpx logs every request it has sent at INFO with the method and URL as the first two arguments of the record. Only
+    URLs under the FirecREST URL count (not the token endpoint, nor the S3 URLs of staged transfers); their path is
+    turned into the route template the local server reports (``GET /filesystem/{system_name}/ops/ls``).
+    """
+
+    def __init__(self, url: str, token_uri: str, system: str) -> None:
+        super().__init__(logging.INFO)
+        self._prefix = url.rstrip('/')
+        self._token_uri = token_uri
+        self._system = re.compile(rf'/{re.escape(system)}(?=/|$)')
+        self._endpoints: list[str] = []
+        self._lock_endpoints = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Record the endpoint of a request to the FirecREST API."""
+        if not isinstance(record.args, tuple) or len(record.args) < 2:
+            return
+        method, url = str(record.args[0]), str(record.args[1]).split('?', 1)[0]
+        if url == self._token_uri or not url.startswith(self._prefix + '/'):
+            return
+        route = self._system.sub('/{system_name}', url[len(self._prefix) :], count=1)
+        route = re.sub(r'/\d+(?=/|$)', '/{job_id}', route)
+        with self._lock_endpoints:
+            self._endpoints.append(f'{method} {route}')
+
+    def mark(self) -> int:
+        """Return a mark to pass to :meth:`counts`."""
+        with self._lock_endpoints:
+            return len(self._endpoints)
+
+    def counts(self, mark: int = 0) -> collections.Counter[str]:
+        """Return the number of API requests per endpoint after ``mark``."""
+        with self._lock_endpoints:
+            return collections.Counter(self._endpoints[mark:])
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[ClientRequestLog]:
+        """Count while the block runs: attach to the ``httpx`` logger at INFO, without passing its records on."""
+        logger = logging.getLogger('httpx')
+        level, propagate = logger.level, logger.propagate
+        logger.addHandler(self)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        try:
+            yield self
+        finally:
+            logger.removeHandler(self)
+            logger.setLevel(level)
+            logger.propagate = propagate
 
 
 def slurm_is_running() -> bool:
@@ -66,8 +141,13 @@ def create_throwaway_profile(name: str) -> None:
     load_profile(name, allow_switch=True)
 
 
-def set_up_computer(client_config: dict[str, Any], secret_file: Path, poll_interval: float) -> orm.InstalledCode:
-    """Set up and configure the ``firecrest`` computer, as ``verdi computer setup/configure`` would; return its code."""
+def set_up_computer(client_config: dict[str, Any], secret_file: Path | str, poll_interval: float) -> orm.InstalledCode:
+    """Set up and configure the ``firecrest`` computer, as ``verdi computer setup/configure`` would; return its code.
+
+    :param client_config: the keys of ``serve --config-out``.
+    :param secret_file: where the transport reads the client secret: a private file, or ``env:VARNAME``.
+    :param poll_interval: the computer's minimum job poll interval, in seconds.
+    """
     computer = orm.Computer(
         label=COMPUTER_LABEL,
         hostname='localhost',
@@ -84,8 +164,8 @@ def set_up_computer(client_config: dict[str, Any], secret_file: Path, poll_inter
         client_id=client_config['client_id'],
         client_secret=str(secret_file),
         compute_resource=client_config['compute_resource'],
-        temp_directory=client_config['temp_directory'],
-        billing_account=client_config['billing_account'] or '',
+        temp_directory=client_config.get('temp_directory') or '',
+        billing_account=client_config.get('billing_account') or '',
     )
     return orm.InstalledCode(
         label='bash', computer=computer, filepath_executable='/bin/bash', default_calc_job_plugin='core.arithmetic.add'
@@ -93,15 +173,15 @@ def set_up_computer(client_config: dict[str, Any], secret_file: Path, poll_inter
 
 
 @contextlib.contextmanager
-def progress(server: LocalFirecrest, mark: int, every: float = 5.0) -> Iterator[None]:
+def progress(requests: RequestCounter, mark: int, every: float = 5.0) -> Iterator[None]:
     """Print the elapsed time and the requests so far every ``every`` seconds while the block runs."""
     done = threading.Event()
     start = time.monotonic()
 
     def report() -> None:
         while not done.wait(every):
-            requests = len(server.request_log.since(mark))
-            click.echo(f'    ... {time.monotonic() - start:.0f} s, {requests} FirecREST requests so far')
+            count = sum(requests.counts(mark).values())
+            click.echo(f'    ... {time.monotonic() - start:.0f} s, {count} FirecREST requests so far')
 
     thread = threading.Thread(target=report, daemon=True)
     thread.start()
@@ -112,21 +192,21 @@ def progress(server: LocalFirecrest, mark: int, every: float = 5.0) -> Iterator[
         thread.join()
 
 
-def run_step(server: LocalFirecrest, step: Step) -> tuple[orm.ProcessNode | None, bool]:
+def run_step(requests: RequestCounter, step: Step) -> tuple[orm.ProcessNode | None, bool]:
     """Run ``step`` through the engine, print its result, requests and time; return its node and success."""
     click.secho(f'==> {step.title}', bold=True)
-    mark = server.request_log.mark()
+    mark = requests.mark()
     start = time.monotonic()
     node = None
     try:
-        with progress(server, mark):
+        with progress(requests, mark):
             _, node = run_get_node(step.builder())
         summary = step.check(node)
         ok = True
     except Exception as exc:  # a failed step is reported and the demo goes on
         summary, ok = f'FAILED: {exc}', False
     elapsed = time.monotonic() - start
-    counts = server.request_log.counts(mark)
+    counts = requests.counts(mark)
     click.secho(f'    {summary}', fg='green' if ok else 'red')
     click.echo(f'    {sum(counts.values())} FirecREST requests (tokens not counted), {elapsed:.1f} s wall time')
     for endpoint, count in sorted(counts.items()):
@@ -134,8 +214,39 @@ def run_step(server: LocalFirecrest, step: Step) -> tuple[orm.ProcessNode | None
     return node, ok
 
 
+def prepare(base: Path, client_config: dict[str, Any], poll_interval: float) -> orm.InstalledCode:
+    """Create the throwaway profile in ``base`` and the computer of ``client_config``; return its code."""
+    click.echo(f'Creating a throwaway AiiDA profile in {base} ...')
+    create_throwaway_profile('firecrest-demo')
+    code = set_up_computer(client_config, secret_source(base, client_config['client_secret']), poll_interval)
+    click.echo(f'    computer {COMPUTER_LABEL!r}: transport and scheduler `firecrest`, in {client_config["workdir"]}')
+    return code
+
+
+def run_calcjobs(requests: RequestCounter, code: orm.InstalledCode, staged_size: int) -> bool:
+    """Run the three CalcJobs of the demo with ``code``; return whether every one succeeded."""
+    _, ok_add = run_step(requests, arithmetic_add(code))
+    staged, ok_staged = run_step(requests, staged_io(code, staged_size))
+    ok_restart = False
+    if staged is not None and ok_staged:
+        _, ok_restart = run_step(requests, restart(code, lambda: staged))
+    else:
+        click.secho('==> Restart skipped: it restarts from the staged CalcJob, which failed', fg='red')
+    return ok_add and ok_staged and ok_restart
+
+
+def secret_source(base: Path, client_secret: str) -> str:
+    """Return where the transport reads ``client_secret`` from: ``env:VARNAME`` or an absolute path as they are, else
+    (the secret itself, as ``serve --config-out`` writes it) a private file in ``base`` that holds it."""
+    if client_secret.startswith(('env:', '/')):
+        return client_secret
+    secret_file = base / 'client-secret'
+    write_private_text(secret_file, client_secret)
+    return str(secret_file)
+
+
 def run_demo(base: Path, scheduler: str, staged_size: int) -> bool:
-    """Run the whole demo in ``base``; return whether every step succeeded."""
+    """Run the whole demo in ``base`` on a local server of its own; return whether every step succeeded."""
     if scheduler == 'auto':
         scheduler = 'slurm' if slurm_is_running() else 'local'
     account = slurm_default_account() if scheduler == 'slurm' else None
@@ -146,19 +257,49 @@ def run_demo(base: Path, scheduler: str, staged_size: int) -> bool:
     with LocalFirecrest(settings) as server:
         client_config = server.client_config()
         click.echo(f'    listening on {server.url}, exposing {cluster}')
-        click.echo(f'Creating a throwaway AiiDA profile in {base} ...')
-        create_throwaway_profile('firecrest-demo')
-        secret_file = base / 'client-secret'
-        write_private_text(secret_file, client_config['client_secret'])
         write_private_json(base / 'firecrest-config.json', client_config)
-        code = set_up_computer(client_config, secret_file, poll_interval=5.0 if scheduler == 'slurm' else 1.0)
-        click.echo(f'    computer {COMPUTER_LABEL!r}: transport and scheduler `firecrest`')
+        code = prepare(base, client_config, poll_interval=5.0 if scheduler == 'slurm' else 1.0)
+        return run_calcjobs(server.request_log, code, staged_size)
 
-        _, ok_add = run_step(server, arithmetic_add(code))
-        staged, ok_staged = run_step(server, staged_io(code, staged_size))
-        ok_restart = False
-        if staged is not None and ok_staged:
-            _, ok_restart = run_step(server, restart(code, lambda: staged))
-        else:
-            click.secho('==> Restart skipped: it restarts from the staged CalcJob, which failed', fg='red')
-        return ok_add and ok_staged and ok_restart
+
+def read_config(path: Path) -> dict[str, Any]:
+    """Read a deployment's configuration (the keys of ``serve --config-out``).
+
+    :raises click.BadParameter: if it is not a JSON object with the keys of :data:`CONFIG_KEYS`.
+    """
+    import json
+
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f'cannot read {path}: {exc}', param_hint='--config') from exc
+    missing = [key for key in CONFIG_KEYS if not isinstance(config, dict) or not config.get(key)]
+    if missing:
+        raise click.BadParameter(f'{path} lacks {", ".join(missing)}', param_hint='--config')
+    return dict(config)
+
+
+def run_demo_on(base: Path, config: dict[str, Any], staged_size: int, poll_interval: float = 5.0) -> bool:
+    """Run the demo on the deployment ``config`` describes, in a fresh folder of its ``workdir`` removed afterwards.
+
+    :param base: where the throwaway profile lives.
+    :param config: the keys of ``serve --config-out``.
+    :returns: whether every step succeeded.
+    """
+    workdir = f'{config["workdir"].rstrip("/")}/firecrest-demo-{uuid.uuid4().hex[:8]}'
+    click.echo(f'FirecREST v2 at {config["url"]}, system {config["compute_resource"]!r}')
+    requests = ClientRequestLog(config['url'], config['token_uri'], config['compute_resource'])
+    code = prepare(base, {**config, 'workdir': workdir}, poll_interval)
+    with requests.installed():
+        try:
+            return run_calcjobs(requests, code, staged_size)
+        finally:
+            remove_remote_workdir(code.computer, workdir)
+
+
+def remove_remote_workdir(computer: orm.Computer, workdir: str) -> None:
+    """Remove ``workdir`` through the transport of ``computer``, with what the CalcJobs left there."""
+    with computer.get_transport() as transport:
+        if transport.path_exists(workdir):
+            transport.rmtree(workdir)
+    click.echo(f'Removed {workdir} from the deployment')
