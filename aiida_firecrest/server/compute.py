@@ -86,12 +86,16 @@ def _visible(request: Request, job_id: str) -> bool:
 
 
 def listed_by_the_real_server(job: dict[str, Any], realism: RealismSettings, now: float) -> bool:
-    """Whether the real server lists ``job`` at time ``now``: not when it ended less than ``realism.jobs_list_gap``
-    seconds ago, nor, with ``realism.unlisted_unstarted_jobs``, when it ended without starting."""
-    end, start = job['time']['end'], job['time']['start']
+    """Whether the real server lists ``job`` at time ``now``.
+
+    Not when it ended less than ``realism.jobs_list_gap`` seconds ago (job times are whole seconds), nor, with
+    ``realism.unlisted_unstarted_jobs``, when it ended without ever starting: without a batch step (Slurm reports
+    such a job with a start time equal to its end).
+    """
+    end = job['time']['end']
     if end is None or job['status']['state'] in LIVE_STATES:
         return True
-    if realism.unlisted_unstarted_jobs and start is None:
+    if realism.unlisted_unstarted_jobs and not job['tasks']:
         return False
     return now - end >= realism.jobs_list_gap
 

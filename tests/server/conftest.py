@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import shutil
 import time
 import uuid
@@ -78,6 +80,17 @@ def local_dir(local_server: LocalFirecrest) -> Iterator[Path]:
     path.mkdir(mode=0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def realism(server: LocalFirecrest, **changes: Any) -> Iterator[None]:
+    """Change fields of the ``RealismSettings`` of a running server (e.g. ``jobs_list_gap=0.0``) within the block."""
+    previous = server.settings.realism
+    server.settings.realism = dataclasses.replace(previous, **changes)
+    try:
+        yield
+    finally:
+        server.settings.realism = previous
 
 
 def wait_until(condition: Callable[[], T | None], timeout: float = WAIT_TIMEOUT, what: str = 'the condition') -> T:

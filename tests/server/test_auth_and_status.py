@@ -186,7 +186,7 @@ def test_unknown_system(sync_client: Firecrest) -> None:
         sync_client.userinfo('no-such-system')
     response = info.value.responses[-1]
     assert response.status_code == 404
-    assert response.json()['message'] == "System 'no-such-system' does not exist."
+    assert response.json()['message'] == 'System not found'
 
 
 def test_liveness_needs_no_token(sync_client: Firecrest, firecrest_config: dict[str, Any]) -> None:

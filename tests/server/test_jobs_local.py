@@ -168,7 +168,7 @@ async def test_missing_working_directory_fails_the_job(backend: LocalBackend, tm
 async def test_script_without_interpreter_is_refused(backend: LocalBackend, tmp_path: Path) -> None:
     with pytest.raises(ApiError) as info:
         await backend.submit(JobSpec(script='echo hi\n', working_directory=str(tmp_path)))
-    assert info.value.status == 400
+    assert info.value.status == 500  # as the real server answers sbatch's refusal
     assert 'This does not look like a batch script' in info.value.message
 
 
@@ -201,7 +201,8 @@ async def test_cancel_kills_the_process_group(backend: LocalBackend, tmp_path: P
         return not alive(pid)
 
     await async_wait_until(child_gone, timeout=10, what='the child process to be killed')
-    await backend.cancel(job_id)  # cancelling a finished job changes nothing, as scancel
+    with pytest.raises(ApiError, match='Job/step already completing or completed'):  # scancel's error: 500
+        await backend.cancel(job_id)
     assert (await backend.jobs(job_id))[0]['status']['state'] == f'CANCELLED by {UID}'
 
 
@@ -237,10 +238,13 @@ async def test_held_job_stays_pending_until_cancelled(backend: LocalBackend, tmp
 
 
 async def test_unknown_job(backend: LocalBackend) -> None:
-    for call in (backend.jobs, backend.metadata, backend.cancel):
+    for call in (backend.jobs, backend.metadata):
         with pytest.raises(ApiError) as info:
             await call('999')
         assert (info.value.status, info.value.message) == (404, 'Job not found.')
+    with pytest.raises(ApiError, match='Invalid job id specified') as info:
+        await backend.cancel('999')
+    assert info.value.status == 500
 
 
 async def test_close_kills_running_jobs(tmp_path: Path) -> None:

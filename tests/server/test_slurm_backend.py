@@ -255,9 +255,12 @@ async def test_held_job_metadata_and_cancel(backend: SlurmBackend, tmp_path_fact
 async def test_refused_submission_and_unknown_job(backend: SlurmBackend, tmp_path: Path) -> None:
     with pytest.raises(ApiError) as info:
         await backend.submit(JobSpec(script='echo no interpreter\n', working_directory=str(tmp_path)))
-    assert info.value.status == 400
+    assert info.value.status == 500  # as the real server answers sbatch's refusal
     assert 'This does not look like a batch script' in info.value.message
-    for call in (backend.jobs, backend.metadata, backend.cancel):
+    for call in (backend.jobs, backend.metadata):
         with pytest.raises(ApiError) as info:
             await call('999999999')
         assert (info.value.status, info.value.message) == (404, 'Job not found.')
+    with pytest.raises(ApiError, match='Invalid job id specified') as info:
+        await backend.cancel('999999999')
+    assert info.value.status == 500

@@ -23,6 +23,7 @@ from firecrest.v2 import AsyncFirecrest, Firecrest
 from aiida_firecrest.server import LocalFirecrest
 from tests.conftest import make_sync_client
 from tests.openapi_contract import ResponseValidator
+from tests.server.conftest import realism
 
 SYSTEM = 'cluster'
 STAGED_SIZE = 20 * 1024 * 1024
@@ -109,7 +110,7 @@ async def test_remove_compress_extract(async_client: AsyncFirecrest, local_dir: 
     request = {**request, 'target_path': str(only_txt), 'compression': 'xz', 'match_pattern': r'.*\.txt'}
     await run_transfer_job(async_client, 'POST', 'compress', **request)
     with tarfile.open(only_txt) as tar:
-        assert sorted(tar.getnames()) == ['./a.txt', './sub/c.txt']
+        assert sorted(tar.getnames()) == ['./data/a.txt', './data/sub/c.txt']  # find runs in the parent
 
     target = local_dir / 'extracted'
     target.mkdir()
@@ -210,3 +211,24 @@ def test_staged_transfers_through_slurm(
     assert sha256(workdir / 'back.bin') == sha256(big_file)
     (job,) = slurm_sync_client.job_info(SYSTEM, upload.transfer_data['transferJob']['jobId'])
     assert (job['name'], job['status']['state']) == ('IngressFileTransfer', 'COMPLETED')
+
+
+@pytest.mark.parametrize(
+    ('name', 'escaped'),
+    [("it's", 'it&#39;s'), ('a&b', 'a&amp;b'), ('say "hi"', 'say &#34;hi&#34;'), ('<x>', '&lt;x&gt;')],
+)
+def test_job_paths_are_html_escaped(sync_client: Firecrest, local_dir: Path, name: str, escaped: str) -> None:
+    """As the real server renders its job scripts with autoescaping, a copy job acts on the escaped names."""
+    (local_dir / escaped).write_text('escaped')
+    sync_client.cp(SYSTEM, str(local_dir / name), str(local_dir / f'copy-{name}'))
+    assert (local_dir / f'copy-{escaped}').read_text() == 'escaped'
+    assert not (local_dir / f'copy-{name}').exists()
+
+
+def test_job_paths_as_given_when_switched_off(sync_client: Firecrest, local_server: LocalFirecrest, local_dir: Path):
+    """The kind switches: paths neither escaped nor able to break their quotes."""
+    name = 'it\'s & "quoted" <x>'
+    (local_dir / name).write_text('as given')
+    with realism(local_server, html_escaped_job_paths=False, shell_quoting=False):
+        sync_client.cp(SYSTEM, str(local_dir / name), str(local_dir / f'copy {name}'))
+    assert (local_dir / f'copy {name}').read_text() == 'as given'

@@ -99,12 +99,12 @@ class LocalBackend(JobBackend):
     async def _submit(self, job: JobSpec) -> str:
         script = job.script if job.script is not None else await _read_script(job.script_path or '')
         if not script.startswith('#!'):
-            raise ApiError.from_command(1, SHEBANG_ERROR)
+            raise ApiError.scheduler_command(1, SHEBANG_ERROR)
         try:
             directives = parse_directives(script)
             limit = parse_time_limit(directives.time) if directives.time else None
         except ValueError as exc:
-            raise ApiError.from_command(1, str(exc)) from exc
+            raise ApiError.scheduler_command(1, str(exc)) from exc
         job_id = self._next_id
         self._next_id += 1
         name = job.name or directives.job_name or (os.path.basename(job.script_path) if job.script_path else 'sbatch')
@@ -332,7 +332,7 @@ async def _read_script(path: str) -> str:
     try:
         return await asyncio.to_thread(Path(path).read_text)
     except (OSError, UnicodeDecodeError) as exc:
-        raise ApiError.from_command(1, f'sbatch: error: Unable to open file {path}\n') from exc
+        raise ApiError.scheduler_command(1, f'sbatch: error: Unable to open file {path}\n') from exc
 
 
 def _write_script(path: Path, script: str) -> None:

@@ -282,8 +282,12 @@ class SlurmBackend(JobBackend):
             *(f'--{name}={value}' for name, value in options.items() if value),
             *([job.script_path] if job.script_path else []),
         ]
-        output = await self._check(argv, stdin=None if job.script is None else job.script.encode())
-        return output.strip().split(';')[0]
+        result = await commands.run(
+            argv, self._settings.command_timeout, stdin=None if job.script is None else job.script.encode()
+        )
+        if result.exit_status != 0:
+            raise ApiError.scheduler_command(result.exit_status, result.stderr)
+        return result.stdout.strip().split(';')[0]
 
     async def jobs(self, job_id: str | None = None) -> list[dict[str, Any]]:
         selection = (
