@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from .auth import User
+from .errors import ApiError
 from .jobs import JobBackend, JobSpec
-from .jobs.base import job_not_found
 from .jobs.slurm import LIVE_STATES
 from .paths import confine
 from .settings import RealismSettings, ServerSettings
@@ -140,7 +140,7 @@ async def jobs(system_name: str, request: Request, user: User, account: str | No
 async def job(system_name: str, job_id: JobId, request: Request, user: User) -> dict[str, Any]:
     """Describe one job."""
     if not _visible(request, job_id):
-        raise job_not_found()
+        raise ApiError.job_not_found()
     return {'jobs': await _backend(request).jobs(job_id)}
 
 
@@ -148,7 +148,7 @@ async def job(system_name: str, job_id: JobId, request: Request, user: User) -> 
 async def metadata(system_name: str, job_id: JobId, request: Request, user: User) -> dict[str, Any]:
     """Return a job's script and standard input, output and error files."""
     if not _visible(request, job_id):
-        raise job_not_found()
+        raise ApiError.job_not_found()
     return {'jobs': await _backend(request).metadata(job_id)}
 
 

@@ -7,16 +7,6 @@ import dataclasses
 import time
 from typing import Any
 
-from ..errors import ApiError
-
-JOB_NOT_FOUND = 'Job not found.'
-"""The message of the real server's 404 for an unknown job."""
-
-
-def job_not_found() -> ApiError:
-    """Return the real server's error for an unknown job."""
-    return ApiError(404, JOB_NOT_FOUND)
-
 
 @dataclasses.dataclass(frozen=True)
 class JobSpec:

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from ..errors import ApiError
 from ..settings import ServerSettings
-from .base import JobBackend, JobSpec, job_not_found, job_status, job_time
+from .base import JobBackend, JobSpec, job_status, job_time
 from .directives import SHEBANG_ERROR, expand_file_pattern, parse_directives, parse_time_limit
 from .slurm import SCANCEL_JOB_ENDED, SCANCEL_UNKNOWN_JOB, check_scancel
 
@@ -215,7 +215,7 @@ class LocalBackend(JobBackend):
     def _job(self, job_id: str) -> _LocalJob:
         job = self._jobs.get(int(job_id)) if job_id.isdigit() else None
         if job is None:
-            raise job_not_found()
+            raise ApiError.job_not_found()
         return job
 
     def _describe(self, job: _LocalJob) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 from .. import commands
 from ..errors import ApiError
 from ..settings import ServerSettings
-from .base import JobBackend, JobSpec, job_not_found, job_status, job_time
+from .base import JobBackend, JobSpec, job_status, job_time
 
 SACCT_FIELDS = (
     'JobID',
@@ -313,7 +313,7 @@ class SlurmBackend(JobBackend):
             controller = {key: value for key, value in controller.items() if key == job_id}
         jobs = merge_jobs(controller, records)
         if job_id is not None and not jobs:
-            raise job_not_found()
+            raise ApiError.job_not_found()
         return jobs
 
     async def metadata(self, job_id: str) -> list[dict[str, Any]]:
@@ -357,7 +357,7 @@ class SlurmBackend(JobBackend):
         if result.exit_status != 0:
             raise ApiError.from_command(result.exit_status, result.stderr)
         if any(SCANCEL_UNKNOWN_JOB in line for line in errors):
-            raise job_not_found()
+            raise ApiError.job_not_found()
         failures = [line for line in errors if SCANCEL_JOB_ENDED not in line]
         if failures:
             raise ApiError.from_command(1, '\n'.join(failures))
