@@ -200,6 +200,7 @@ class ClientFiles(RemoteFiles):
         self.account = config.get('billing_account') or None
         self.staging = PurePosixPath(config['workdir'], f'.remote-files-{uuid.uuid4().hex[:12]}')
         self.client.mkdir(self.system, str(self.staging), create_parents=True)
+        # pyfirecrest moves directly any file below this attribute, whatever the deployment's limit.
         self.client.MAX_DIRECT_UPLOAD_SIZE = min(self.client.MAX_DIRECT_UPLOAD_SIZE, self._direct_limit())
 
     def _direct_limit(self) -> int:
@@ -233,7 +234,8 @@ class ClientFiles(RemoteFiles):
             self.client.rm(self.system, str(path), account=self.account)
 
     def _make_writable(self, root: PurePosixPath) -> None:
-        """Give the owner full access to ``root`` and the directories under it that lack it (readable ones only)."""
+        """Give the owner full access to ``root`` and the directories under it that lack it: readable ones with plain
+        ASCII names only, since listings C-quote other names (the permission tests make no others)."""
         self.chmod(root, stat.S_IMODE(self.lstat(root).mode) | stat.S_IRWXU)
         for entry in self.client.list_files(self.system, str(root), show_hidden=True, recursive=True):
             if entry['type'] == 'd' and entry['permissions'][:3] != 'rwx':
