@@ -1,4 +1,4 @@
-"""The three CalcJobs of the demo and of the end-to-end tests, each with the check of its result."""
+"""The CalcJobs of the demo and of the end-to-end tests, each with the check of its result."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import io
 import os
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -109,3 +110,90 @@ def restart(code: orm.InstalledCode, parent: Callable[[], orm.ProcessNode]) -> S
         return f'copied and linked from {parent().pk}, stashed {", ".join(stashed)}'
 
     return Step('Restart with remote copy, symlink and stash', builder, check)
+
+
+LARGE_OUTPUT_NAME = 'large.out'
+EMPTY_INPUT_NAME = 'empty.in'
+EMPTY_OUTPUT_NAME = 'empty.out'
+AWKWARD_NAMES = ('with space.txt', "it's.txt", 'say "hi".txt', 'ünïcødé.txt', 'Zoë\'s "naïve" café.txt')
+"""File names with spaces, quotes and non-ASCII letters, which the real server's commands cannot all carry."""
+COPY_PREFIX = 'copy of '
+
+
+def large_output(code: orm.InstalledCode, size: int) -> Step:
+    """A CalcJob whose output of ``size`` bytes, made on the cluster, is retrieved byte for byte."""
+
+    def builder() -> ProcessBuilder:
+        builder: Any = ScriptCalculation.get_builder()
+        builder.code = code
+        builder.script = orm.Str(f'head -c {size} /dev/urandom > {LARGE_OUTPUT_NAME}\nsha256sum {LARGE_OUTPUT_NAME}\n')
+        builder.retrieve = orm.List([LARGE_OUTPUT_NAME])
+        return builder
+
+    def check(node: orm.ProcessNode) -> str:
+        _finished_ok(node)
+        retrieved = node.outputs.retrieved.get_object_content(LARGE_OUTPUT_NAME, mode='rb')
+        assert len(retrieved) == size, f'retrieved {len(retrieved)} bytes of {size}'
+        digest = hashlib.sha256(retrieved).hexdigest()
+        remote_digest = node.outputs.retrieved.get_object_content('stdout').split()[0]
+        assert digest == remote_digest, 'the retrieved output differs from the one on the cluster'
+        return f'{size / 2**20:.1f} MiB made on the cluster and retrieved, sha256 {digest[:12]}... intact'
+
+    return Step('Large output', builder, check)
+
+
+def empty_files(code: orm.InstalledCode) -> Step:
+    """A CalcJob that uploads an empty file and retrieves an empty output."""
+
+    def builder() -> ProcessBuilder:
+        builder: Any = ScriptCalculation.get_builder()
+        builder.code = code
+        builder.script = orm.Str(
+            f'test -f {EMPTY_INPUT_NAME} && test ! -s {EMPTY_INPUT_NAME} && echo empty input\n: > {EMPTY_OUTPUT_NAME}\n'
+        )
+        builder.files = {'empty': orm.SinglefileData(io.BytesIO(b''), filename=EMPTY_INPUT_NAME)}
+        builder.retrieve = orm.List([EMPTY_OUTPUT_NAME])
+        return builder
+
+    def check(node: orm.ProcessNode) -> str:
+        _finished_ok(node)
+        stdout = node.outputs.retrieved.get_object_content('stdout')
+        assert stdout == 'empty input\n', f'the script says {stdout!r}'
+        output = node.outputs.retrieved.get_object_content(EMPTY_OUTPUT_NAME, mode='rb')
+        assert output == b'', f'the empty output holds {len(output)} bytes'
+        return 'an empty file uploaded and an empty one retrieved'
+
+    return Step('Empty files', builder, check)
+
+
+def awkward_names(code: orm.InstalledCode) -> Step:
+    """A CalcJob that uploads files named with spaces, quotes and non-ASCII letters, copies each on the cluster to
+    ``copy of <name>``, and retrieves the copies; each file holds its own name."""
+
+    def builder() -> ProcessBuilder:
+        builder: Any = ScriptCalculation.get_builder()
+        builder.code = code
+        builder.script = orm.Str(
+            'set -e\n'
+            + ''.join(f'cp -- {shlex.quote(name)} {shlex.quote(COPY_PREFIX + name)}\n' for name in AWKWARD_NAMES)
+        )
+        builder.files = {
+            f'file{index}': orm.SinglefileData(io.BytesIO(name.encode()), filename=name)
+            for index, name in enumerate(AWKWARD_NAMES)
+        }
+        builder.retrieve = orm.List([COPY_PREFIX + name for name in AWKWARD_NAMES])
+        return builder
+
+    def check(node: orm.ProcessNode) -> str:
+        _finished_ok(node)
+        retrieved = node.outputs.retrieved
+        missing = sorted(
+            {COPY_PREFIX + name for name in AWKWARD_NAMES} - set(retrieved.base.repository.list_object_names())
+        )
+        assert not missing, f'not retrieved: {missing}'
+        for name in AWKWARD_NAMES:
+            content = retrieved.get_object_content(COPY_PREFIX + name, mode='rb').decode()
+            assert content == name, f'{COPY_PREFIX + name!r} holds {content!r}'
+        return f'{len(AWKWARD_NAMES)} files with awkward names uploaded, copied and retrieved'
+
+    return Step('Awkward file names', builder, check)

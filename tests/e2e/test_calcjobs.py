@@ -1,5 +1,6 @@
-"""The three CalcJobs of the demo through ``aiida.engine.run``, on each job backend of the local server (or once on the
-deployment of ``--firecrest-config``)."""
+"""CalcJobs through ``aiida.engine.run``, on each job backend of the local server as it is by default (like the real
+server), or once on the deployment of ``--firecrest-config``: the demo's three, and those of the files that the real
+server's commands cannot carry as they are (a large output, empty files, awkward names)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 
-from aiida_firecrest.demo.steps import arithmetic_add, restart, staged_io
+from aiida_firecrest.demo.steps import arithmetic_add, awkward_names, empty_files, large_output, restart, staged_io
 from aiida_firecrest.server import LocalFirecrest
 
 POLL = 'GET /compute/{system_name}/jobs'
 STAGED_SIZE = 6 * 2**20
 """Above the server's 5 MiB direct-transfer limit."""
+LARGE_OUTPUT_SIZE = 20 * 2**20
+"""A large output: a direct download of it would cost the server's command timeout, then fail."""
 
 
 @pytest.fixture
@@ -77,3 +80,24 @@ def test_restart_copies_links_and_stashes(code: orm.InstalledCode):
     step = restart(code, lambda: parent)
     _, node = run_get_node(step.builder())
     assert 'stashed' in step.check(node)
+
+
+def test_large_output(code: orm.InstalledCode):
+    """A 20 MiB output is retrieved byte for byte."""
+    step = large_output(code, LARGE_OUTPUT_SIZE)
+    _, node = run_get_node(step.builder())
+    assert 'intact' in step.check(node)
+
+
+def test_empty_files(code: orm.InstalledCode):
+    """An empty input file is uploaded (the real server's direct upload of one hangs), an empty output retrieved."""
+    step = empty_files(code)
+    _, node = run_get_node(step.builder())
+    assert 'empty' in step.check(node)
+
+
+def test_awkward_names(code: orm.InstalledCode):
+    """Files named with spaces, quotes and non-ASCII letters are uploaded and retrieved under their names."""
+    step = awkward_names(code)
+    _, node = run_get_node(step.builder())
+    assert 'awkward' in step.check(node)
