@@ -30,15 +30,21 @@ NO_SUCH_ACCOUNT = 'no-such-account'
 @pytest.fixture
 def firecrest_computer(
     aiida_computer: Callable[..., orm.Computer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Callable[[str], orm.Computer]:
-    """A factory of ``firecrest`` computers configured with a given billing account (never contacted: dry runs, which
-    write their folders into ``submit_test`` of the current directory, here a temporary one)."""
+) -> Callable[[str | None], orm.Computer]:
+    """A factory of ``firecrest`` computers configured with a given billing account, or not configured (None).
+
+    They are never contacted: the tests make dry runs, which write into ``submit_test`` of the current directory, here
+    a temporary one."""
     monkeypatch.chdir(tmp_path)
 
-    def factory(billing_account: str) -> orm.Computer:
+    def factory(billing_account: str | None) -> orm.Computer:
         computer = aiida_computer(
-            label=f'billing-{uuid.uuid4().hex[:8]}', scheduler_type='firecrest', transport_type='firecrest'
+            label=f'billing-{uuid.uuid4().hex[:8]}',
+            scheduler_type='firecrest',
+            transport_type='firecrest',
         )
+        if billing_account is None:  # not configured for the user: no AuthInfo
+            return computer
         computer.configure(
             url='https://firecrest.invalid',
             token_uri='https://auth.invalid/token',
@@ -79,6 +85,7 @@ def account_lines(lines: list[str]) -> list[str]:
         (BILLING, {'account': OWN}, [f'#SBATCH --account={OWN}']),
         ('', {'account': OWN}, [f'#SBATCH --account={OWN}']),
         ('', {}, []),
+        (None, {}, []),
         # sbatch takes the last of repeated options: the custom command's account wins
         (
             BILLING,
@@ -86,11 +93,11 @@ def account_lines(lines: list[str]) -> list[str]:
             [f'#SBATCH --account={BILLING}', f'#SBATCH --account={CUSTOM}'],
         ),
     ],
-    ids=['billing-account', 'own-account-wins', 'own-account', 'none', 'custom-account-last'],
+    ids=['billing-account', 'own-account-wins', 'own-account', 'none', 'not-configured', 'custom-account-last'],
 )
 def test_account_in_script(
-    firecrest_computer: Callable[[str], orm.Computer],
-    billing_account: str,
+    firecrest_computer: Callable[[str | None], orm.Computer],
+    billing_account: str | None,
     options: dict[str, Any],
     expected: list[str],
 ) -> None:
