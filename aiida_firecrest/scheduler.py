@@ -11,7 +11,8 @@ It works with the ``firecrest`` transport only, and makes every request through 
   reported it pending or running) and it has been missing for less than :data:`MISSING_GRACE_SECONDS`: FirecREST
   leaves out a job it has just submitted (pyfirecrest#199) and, for a few seconds, one that has just ended. Such a job
   is reported as last listed (queued if never listed) until the list reports it again, finished with its record.
-* ``kill_job``: ``DELETE /compute/{system}/jobs/{jobid}``.
+* ``kill_job``: ``DELETE /compute/{system}/jobs/{jobid}``; a job that has ended or that FirecREST does not know
+  cannot be cancelled (the real server answers 500): that is reported as a failed cancellation, not raised.
 * ``get_detailed_job_info``: what the last poll learnt of the finished job, if it saw it finished (no request), else
   ``GET /compute/{system}/jobs/{jobid}``. The engine creates a new scheduler for every operation, so finished jobs are
   also remembered process-wide, keyed by (FirecREST URL, system, job id).
