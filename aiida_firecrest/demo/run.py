@@ -290,15 +290,27 @@ def run_demo_on(base: Path, config: dict[str, Any], staged_size: int, poll_inter
     click.echo(f'FirecREST v2 at {config["url"]}, system {config["compute_resource"]!r}')
     requests = ClientRequestLog(config['url'], config['token_uri'], config['compute_resource'])
     code = prepare(base, {**config, 'workdir': workdir}, poll_interval)
+    resolve_username(code.computer)
     with requests.installed():
         try:
             return run_calcjobs(requests, code, staged_size)
         finally:
-            remove_remote_workdir(code.computer, workdir)
+            remove_remote_workdir(code.computer)
 
 
-def remove_remote_workdir(computer: orm.Computer, workdir: str) -> None:
-    """Remove ``workdir`` through the transport of ``computer``, with what the CalcJobs left there."""
+def resolve_username(computer: orm.Computer) -> None:
+    """Replace ``{username}`` in the work directory of ``computer`` by the user name on the cluster.
+
+    The engine does that for the folders of CalcJobs, but not for the paths the demo derives from the work directory
+    (the stash of the restart, and what it removes at the end).
+    """
+    with computer.get_transport() as transport:
+        computer.set_workdir(computer.get_workdir().format(username=transport.whoami()))
+
+
+def remove_remote_workdir(computer: orm.Computer) -> None:
+    """Remove the work directory of ``computer`` through its transport, with what the CalcJobs left there."""
+    workdir = computer.get_workdir()
     with computer.get_transport() as transport:
         if transport.path_exists(workdir):
             transport.rmtree(workdir)
