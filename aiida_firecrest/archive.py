@@ -18,6 +18,7 @@ import posixpath
 import shutil
 import stat
 import tarfile
+import time
 from pathlib import Path, PurePosixPath
 
 from .errors import UnsafeArchiveError
@@ -25,6 +26,7 @@ from .errors import UnsafeArchiveError
 __all__ = (
     'archive_size_bound',
     'create_archive',
+    'create_directories_archive',
     'create_file_archive',
     'create_link_archive',
     'extract_member',
@@ -95,6 +97,26 @@ def create_link_archive(archive: str | Path, *, name: str, target: str) -> None:
         tar.addfile(member)
 
 
+DIRECTORY_MODE = 0o755
+"""The permissions of the directories of :func:`create_directories_archive` (those of ``mkdir`` under umask 022)."""
+
+
+def create_directories_archive(archive: str | Path, path: str) -> None:
+    """Write a gzip-compressed tar archive holding only the empty directories of the relative path ``path``, one
+    member per level (``a``, ``a/b``...).
+
+    The server's ``mkdir`` cannot carry a name holding a ``'``; extracting this archive creates any directory.
+    """
+    parts = PurePosixPath(path).parts
+    with tarfile.open(archive, 'w:gz') as tar:
+        for depth in range(1, len(parts) + 1):
+            member = tarfile.TarInfo('/'.join(parts[:depth]))
+            member.type = tarfile.DIRTYPE
+            member.mode = DIRECTORY_MODE
+            member.mtime = int(time.time())
+            tar.addfile(member)
+
+
 def _strip(name: str, components: int) -> str:
     parts = [part for part in PurePosixPath(name).parts if part != '.']
     return posixpath.join(*parts[components:]) if len(parts) > components else ''
@@ -129,7 +151,12 @@ def _check(member: tarfile.TarInfo, target: str) -> None:
 
 
 def safe_extract(
-    archive: str | Path, target: str | Path, *, strip_components: int = 0, skip_symlinks: bool = False
+    archive: str | Path,
+    target: str | Path,
+    *,
+    strip_components: int = 0,
+    skip_symlinks: bool = False,
+    copy_hard_links: bool = False,
 ) -> None:
     """Extract the tar archive ``archive`` (any compression) into the existing directory ``target``, safely.
 
@@ -137,6 +164,8 @@ def safe_extract(
         ``tar --strip-components``; members left with no name are skipped.
     :param skip_symlinks: extract no symbolic links at all (the caller recreates them once extraction is over, when
         nothing can be written through them any more).
+    :param copy_hard_links: write a hard-link member as an independent copy of the file it links to (``tar
+        --dereference`` stores a file reached through several links once, and the others as hard links to it).
     :raises UnsafeArchiveError: at the first unsafe member; the members before it are extracted, none after it.
     """
     root = os.path.realpath(target)
@@ -153,13 +182,28 @@ def safe_extract(
                 linkname = _strip(original.linkname, strip_components) if original.islnk() else original.linkname
                 member = _renamed(original, name, linkname)
             _check(member, root)
-            if has_data_filter:
+            if copy_hard_links and original.islnk():
+                _extract_copy(tar, original, os.path.join(root, member.name))
+            elif has_data_filter:
                 try:
                     tar.extract(member, root, set_attrs=True, filter='data')
                 except tarfile.FilterError as exc:
                     raise UnsafeArchiveError(f'archive member {member.name!r} refused: {exc}') from exc
             else:  # pragma: no cover - Python without extraction filters; our own check stands alone
                 tar.extract(member, root, set_attrs=True)
+
+
+def _extract_copy(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str) -> None:
+    """Write the content of the hard-link ``member`` to ``path`` as a file of its own, with its mode and time."""
+    data = tar.extractfile(member)
+    if data is None:  # pragma: no cover - a hard link to a regular file always has data
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.lexists(path):
+        os.unlink(path)
+    with data, open(path, 'wb') as handle:
+        shutil.copyfileobj(data, handle)
+    set_mode_and_time(path, member.mode, member.mtime)
 
 
 def _renamed(member: tarfile.TarInfo, name: str, linkname: str) -> tarfile.TarInfo:

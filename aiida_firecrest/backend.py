@@ -27,7 +27,15 @@ from aiida.common.exceptions import InvalidOperation
 
 from . import archive
 from .auth import DEFAULT_MIN_TOKEN_VALIDITY, ClientCredentialsAuth, read_client_secret, shared_auth
-from .client import FACTS, PYFIRECREST_DIRECT_LIMIT, FirecrestClient, decode_listed_name, entry_type, ssl_context
+from .client import (
+    FACTS,
+    PYFIRECREST_DIRECT_LIMIT,
+    FirecrestClient,
+    decode_listed_name,
+    entry_type,
+    mode_of_entry,
+    ssl_context,
+)
 from .errors import (
     DIRECT_TRANSFER_REFUSALS,
     AccessDeniedError,
@@ -37,12 +45,24 @@ from .errors import (
     PathExistsError,
     PathNotADirectoryError,
     PathNotFoundError,
+    UnsupportedPathError,
     translate_errors,
 )
 from .fresh import FreshDirectories
 from .ratelimit import shared_budget
 
-__all__ = ('MISSING', 'FirecrestBackend', 'gather', 'server_carries', 'shell_word_safe', 'usable_direct_download')
+__all__ = (
+    'MISSING',
+    'FirecrestBackend',
+    'check_commands_carry',
+    'check_jobs_carry',
+    'commands_carry',
+    'gather',
+    'jobs_carry',
+    'server_carries',
+    'shell_word_safe',
+    'usable_direct_download',
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -58,9 +78,58 @@ whitespace breaks the server's parsing of ``sha256sum`` (the checksum of a stage
 characters are percent-encoded by httpx in the file name of a multipart upload; a ``\\`` also comes back prefixed in
 ``sha256sum``'s answer and ambiguous in listings."""
 
+_MAX_LINKS = 40
+"""Links followed while resolving a path before it counts as a cycle (as the kernel's ``ELOOP``)."""
+
 _UNSAFE_SHELL_WORD = re.compile(r'[^\w./+,=@%:~-]')
 """Characters that a path given unquoted to a shell may not hold (``compress`` with a pattern ``cd`` s into the parent
 of its source without quotes)."""
+
+
+_HTML_ESCAPED = re.compile(r'[\'"&<>]')
+"""Characters that the HTML autoescaping of the transfer-job scripts replaces (``'`` by ``&#39;``...)."""
+
+
+def commands_carry(path: str) -> bool:
+    """Whether the server's commands (``ops`` requests) carry ``path`` unchanged: they put it inside single quotes
+    without escaping, so a ``'`` ends the quotes."""
+    return "'" not in path
+
+
+def jobs_carry(path: str) -> bool:
+    """Whether the scripts of transfer jobs (``cp``, ``mv``, the ``rm``/``compress``/``extract`` fallbacks, staged
+    transfers) carry ``path`` unchanged: they HTML-escape ``"&'<>`` and put it inside single quotes."""
+    return not _HTML_ESCAPED.search(path)
+
+
+def check_commands_carry(doing: str, *paths: str) -> None:
+    """Refuse, before anything is sent, to give the server's commands a path holding a ``'``.
+
+    :param doing: what was asked, for the message (e.g. ``'remove'``).
+    :raises UnsupportedPathError: naming the path and the limitation.
+    """
+    for path in paths:
+        if not commands_carry(path):
+            raise UnsupportedPathError(
+                f'FirecREST cannot {doing} {path!r}: its commands put paths inside single quotes without escaping '
+                "them, so the ' in it would end the quotes (and its transfer jobs would get it HTML-escaped as &#39;, "
+                'naming another file); nothing was sent'
+            )
+
+
+def check_jobs_carry(doing: str, *paths: str) -> None:
+    """Refuse, before anything is sent, to give a transfer job a path that its script would HTML-escape.
+
+    :param doing: what was asked, for the message (e.g. ``'copy'``).
+    :raises UnsupportedPathError: naming the path, the character and the limitation.
+    """
+    for path in paths:
+        found = _HTML_ESCAPED.search(path)
+        if found:
+            raise UnsupportedPathError(
+                f'FirecREST cannot {doing} {path!r} in a transfer job: its job scripts HTML-escape the '
+                f'{found.group()!r} in it, so the job would act on another name; nothing was sent'
+            )
 
 
 def server_carries(name: str) -> bool:
@@ -240,7 +309,11 @@ class FirecrestBackend:
     # --- queries --------------------------------------------------------------------------------------------------
 
     async def stat(self, path: str, *, dereference: bool) -> dict[str, Any]:
-        """The ``stat`` of ``path`` (of what it links to, if ``dereference``)."""
+        """The ``stat`` of ``path`` (of what it links to, if ``dereference``).
+
+        :raises UnsupportedPathError: if ``path`` holds a ``'`` (see :meth:`mode`, which lists the parent instead).
+        """
+        check_commands_carry('stat', path)
         with translate_errors(path):
             return await self.client.stat(self.system, path, dereference=dereference)
 
@@ -252,12 +325,35 @@ class FirecrestBackend:
             return None
 
     async def mode(self, path: str, *, dereference: bool = True) -> int | None:
-        """The ``st_mode`` of ``path`` (of what it links to, if ``dereference``), None if it does not exist."""
+        """The ``st_mode`` of ``path`` (of what it links to, if ``dereference``), None if it does not exist.
+
+        A path holding a ``'`` (which the server's ``stat`` cannot carry) is looked up in the listing of its directory,
+        and a link there is followed through its target.
+        """
+        if not commands_carry(path):
+            return await self._mode_from_listing(path, dereference=dereference)
         answer = await self.stat_or_none(path, dereference=dereference)
         return None if answer is None else int(answer['mode'])
 
+    async def _mode_from_listing(self, path: str, *, dereference: bool, links_followed: int = 0) -> int | None:
+        entry = await self.entry(path)
+        if entry is None:
+            return None
+        if entry['type'] != 'l' or not dereference:
+            return mode_of_entry(entry)
+        if links_followed >= _MAX_LINKS:
+            raise PathNotFoundError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(path), str(entry['linkTarget'])))
+        if commands_carry(target):
+            return await self.mode(target, dereference=True)
+        return await self._mode_from_listing(target, dereference=True, links_followed=links_followed + 1)
+
     async def ls(self, path: str, *, recursive: bool = False, dereference: bool = False) -> list[dict[str, Any]]:
-        """The ``ls`` of ``path`` as the server answers it: hidden entries included, numeric user and group ids."""
+        """The ``ls`` of ``path`` as the server answers it: hidden entries included, numeric user and group ids.
+
+        :raises UnsupportedPathError: if ``path`` holds a ``'``.
+        """
+        check_commands_carry('list', path)
         with translate_errors(path):
             entries = await self.client.list_files(
                 self.system, path, show_hidden=True, recursive=recursive, numeric_uid=True, dereference=dereference
@@ -317,13 +413,18 @@ class FirecrestBackend:
 
     async def file_type(self, path: str) -> str:
         """What ``file`` says of ``path``."""
+        check_commands_carry('inspect', path)
         with translate_errors(path):
             return str(await self.client.file_type(self.system, path))
 
     # --- changes --------------------------------------------------------------------------------------------------
 
     async def mkdir(self, path: str, *, parents: bool) -> None:
-        """Create the directory ``path`` (``mkdir``, or ``mkdir -p`` with ``parents``)."""
+        """Create the directory ``path`` (``mkdir``, or ``mkdir -p`` with ``parents``).
+
+        :raises UnsupportedPathError: if ``path`` holds a ``'`` (``mkdir`` would create a directory of another name).
+        """
+        check_commands_carry('create', path)
         with translate_errors(path):
             await self.client.mkdir(self.system, path, create_parents=parents)
         if parents:
@@ -332,18 +433,28 @@ class FirecrestBackend:
             self._fresh.created(path)
 
     async def rm(self, path: str) -> None:
-        """Remove ``path`` and everything below it (``rm -R``)."""
+        """Remove ``path`` and everything below it (``rm -R``); if the command outlasts the server's timeout, in a
+        transfer job, but only for a path that the job's script carries.
+
+        :raises UnsupportedPathError: if ``path`` holds a ``'``.
+        """
+        check_commands_carry('remove', path)
         self._fresh.forget(path)
         with translate_errors(path):
-            await self.client.rm(self.system, path, account=self.billing_account)
+            if jobs_carry(path):
+                await self.client.rm(self.system, path, account=self.billing_account)
+            else:
+                await self.client.ops_only('rm', self.system, path=path)
 
     async def chmod(self, path: str, mode: int) -> None:
         """Set the permissions of ``path`` (of what it links to)."""
+        check_commands_carry('change the permissions of', path)
         with translate_errors(path):
             await self.client.chmod(self.system, path, format(mode, 'o'))
 
     async def chown(self, path: str, uid: int, gid: int) -> None:
         """Set the owner and group of ``path``."""
+        check_commands_carry('change the owner of', path)
         with translate_errors(path):
             await self.client.chown(self.system, path, str(uid), str(gid))
 
@@ -351,7 +462,9 @@ class FirecrestBackend:
         """Create the link ``link`` to ``source``: a ``stat`` to refuse an existing path, then ``symlink``.
 
         :raises PathExistsError: if ``link`` exists.
+        :raises UnsupportedPathError: if a path holds a ``'``.
         """
+        check_commands_carry('link', source, link)
         if await self.stat_or_none(link, dereference=False) is not None:
             raise PathExistsError(errno.EEXIST, os.strerror(errno.EEXIST), link)
         with translate_errors(link):
@@ -359,7 +472,11 @@ class FirecrestBackend:
         self._fresh.touched(link)
 
     async def cp(self, source: str, destination: str, dereference: bool) -> None:
-        """Copy with ``cp -R``: a transfer job, awaited."""
+        """Copy with ``cp -R``: a transfer job, awaited.
+
+        :raises UnsupportedPathError: if the job's script would HTML-escape a path.
+        """
+        check_jobs_carry('copy', source, destination)
         self._fresh.touched(destination)
         self._fresh.touched(posixpath.join(destination, posixpath.basename(source)))
         with translate_errors(source):
@@ -374,7 +491,11 @@ class FirecrestBackend:
             await self.client.wait_for_transfer(job, destination)
 
     async def mv(self, source: str, destination: str) -> None:
-        """Move with ``mv``: a transfer job, awaited."""
+        """Move with ``mv``: a transfer job, awaited.
+
+        :raises UnsupportedPathError: if the job's script would HTML-escape a path.
+        """
+        check_jobs_carry('move', source, destination)
         self._fresh.forget(source)
         self._fresh.touched(destination)
         self._fresh.touched(posixpath.join(destination, posixpath.basename(source)))
@@ -392,32 +513,47 @@ class FirecrestBackend:
         match_pattern: str | None = None,
         path: str,
     ) -> None:
-        """Archive ``source`` into ``target`` with FirecREST's ``compress`` (a transfer job if it takes too long).
+        """Archive ``source`` into ``target`` with FirecREST's ``compress``; if the command outlasts the server's
+        timeout, in a transfer job, but only for paths that the job's script carries.
 
-        :param match_pattern: a ``find -regex`` selecting the members (of ``source``, a directory).
+        :param match_pattern: a ``find -regex`` selecting the members; the server runs ``find`` in the directory of
+            ``source`` (named unquoted), so only that directory is given to the server, not ``source``'s own name.
         :param path: the path the errors name.
+        :raises UnsupportedPathError: if a path given to the server holds a ``'`` (or, with a pattern, the directory
+            is not one shell word).
         """
-        with translate_errors(path):
-            await self.client.compress(
-                self.system,
-                source,
-                target,
-                dereference=dereference,
-                compression=compression,
-                match_pattern=match_pattern,
-                account=self.billing_account,
+        given = [posixpath.dirname(source)] if match_pattern else [source]
+        if match_pattern and not shell_word_safe(given[0]):
+            raise UnsupportedPathError(
+                f'FirecREST cannot select files by a pattern in {given[0]!r}: its compress command names that '
+                'directory without quotes, so the shell would split or expand it; nothing was sent'
             )
+        check_commands_carry('archive', *given, target)
+        fields = {'source_path': source, 'target_path': target, 'dereference': dereference}
+        fields |= {'compression': compression, 'match_pattern': match_pattern}
+        with translate_errors(path):
+            if all(jobs_carry(given_path) for given_path in [*given, target]):
+                await self.client.compress(self.system, **fields, account=self.billing_account)
+            else:
+                await self.client.ops_only('compress', self.system, **fields)
 
     async def extract(self, source: str, destination: str, compression: str, *, path: str) -> None:
         """Extract the archive ``source`` into the directory ``destination`` with FirecREST's ``extract``.
 
+        Without a transfer job (when the command outlasts the server's timeout) for a path that the job's script would
+        HTML-escape. The members of the archive may have any name.
+
         :param path: the path the errors name.
+        :raises UnsupportedPathError: if a path holds a ``'``.
         """
+        check_commands_carry('extract into', source, destination)
         self._fresh.forget(destination)
+        fields = {'source_path': source, 'target_path': destination, 'compression': compression}
         with translate_errors(path):
-            await self.client.extract(
-                self.system, source, destination, compression=compression, account=self.billing_account
-            )
+            if jobs_carry(source) and jobs_carry(destination):
+                await self.client.extract(self.system, **fields, account=self.billing_account)
+            else:
+                await self.client.ops_only('extract', self.system, **fields)
 
     # --- single files up and down ---------------------------------------------------------------------------------
 
@@ -430,7 +566,10 @@ class FirecrestBackend:
 
         :raises PathIsADirectoryError: if ``remotepath`` is a directory.
         :raises PathNotFoundError: if its parent directory does not exist.
+        :raises UnsupportedPathError: if ``remotepath`` holds a ``'`` (or, for a staged upload, a character that the
+            transfer job HTML-escapes).
         """
+        check_commands_carry('upload to', remotepath)
         directory, filename = posixpath.split(remotepath)
         directory = directory or '/'
         size = os.stat(localpath).st_size
@@ -448,6 +587,7 @@ class FirecrestBackend:
                     limit = await self._direct_limit_after_413()
                     if size < limit:
                         raise
+            check_jobs_carry('upload to', remotepath)
             with translate_errors(remotepath):
                 await self.client.upload(self.system, localpath, directory, filename, account=self.billing_account)
         await self._verify_checksum(localpath, remotepath)
@@ -470,7 +610,10 @@ class FirecrestBackend:
         :param size: the size a listing or a ``stat`` told.
         :raises PathIsADirectoryError: if ``remotepath`` is a directory.
         :raises PathNotFoundError: if it does not exist.
+        :raises UnsupportedPathError: if ``remotepath`` holds a ``'`` (or, for a staged download, a character that the
+            transfer job HTML-escapes).
         """
+        check_commands_carry('download', remotepath)
         if size == 0:
             await asyncio.to_thread(Path(localpath).write_bytes, b'')
             return
@@ -484,6 +627,7 @@ class FirecrestBackend:
                     return
                 except DIRECT_TRANSFER_REFUSALS as exc:
                     LOGGER.debug(f'direct download of {remotepath} refused ({exc}); taking the staged path')
+            check_jobs_carry('download', remotepath)
             with translate_errors(remotepath):
                 await self.client.download_staged(self.system, remotepath, localpath, account=self.billing_account)
         await self._verify_checksum(localpath, remotepath)
@@ -495,6 +639,7 @@ class FirecrestBackend:
         """
 
         async def remote() -> str:
+            check_commands_carry('checksum', remotepath)
             with translate_errors(remotepath):
                 return str((await self.client.checksum(self.system, remotepath))['checksum']).lower()
 

@@ -44,6 +44,7 @@ __all__ = (
     'attributes_of_stat',
     'decode_listed_name',
     'entry_type',
+    'mode_of_entry',
     'ssl_context',
 )
 
@@ -214,6 +215,27 @@ class FirecrestClient(AsyncFirecrest):
         response = await self._get_request(endpoint=f'/filesystem/{system_name}/ops/download', params={'path': path})
         self._check_response(response, 200, return_json=False)
         return response.content
+
+    async def ops_only(self, operation: str, system_name: str, **fields: Any) -> None:
+        """Run ``rm``, ``compress`` or ``extract`` as a command only, never as a transfer job.
+
+        pyfirecrest's methods submit a transfer job when the command outlasts the server's command timeout; the job's
+        script HTML-escapes the paths (``&`` arrives as ``&amp;``), so for a path holding such a character the job would
+        act on another file. Here a timeout stays an error.
+
+        :param operation: ``rm`` (``fields``: ``path``), ``compress`` (``source_path``, ``target_path``,
+            ``dereference``, ``compression``, ``match_pattern``) or ``extract`` (``source_path``, ``target_path``,
+            ``compression``).
+        :raises firecrest.FirecrestException: on any answer but 204 (408 after the command timeout); the caller
+            translates it.
+        :calls: DELETE ``/filesystem/{system_name}/ops/rm``, POST ``.../ops/compress`` or POST ``.../ops/extract``
+        """
+        endpoint = f'/filesystem/{system_name}/ops/{operation}'
+        if operation == 'rm':
+            response = await self._delete_request(endpoint=endpoint, params=fields)
+        else:
+            response = await self._post_request(endpoint=endpoint, json_data=fields)
+        self._check_response(response, 204, return_json=False)
 
     async def download_staged(self, system_name: str, path: str, target: str, *, account: str | None) -> None:
         """Download a file through the staging area (a transfer job copies it to S3), whatever its size.

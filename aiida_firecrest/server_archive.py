@@ -10,7 +10,7 @@ from __future__ import annotations
 import posixpath
 import re
 
-from .backend import FirecrestBackend, gather
+from .backend import FirecrestBackend, check_jobs_carry, gather
 
 __all__ = ('COMPRESSION_OF_FORMAT', 'compression_of', 'move_stripped', 'single_file_pattern')
 
@@ -69,7 +69,10 @@ async def compression_of(backend: FirecrestBackend, source: str) -> str:
 async def move_stripped(backend: FirecrestBackend, temporary: str, destination: str, strip_components: int) -> None:
     """Move what lies ``strip_components`` deep in the directory ``temporary`` (an extracted archive) into the
     directory ``destination``: one ``mv`` when the destination is new or empty and everything comes from one
-    directory, one per entry otherwise (entries already in the destination are replaced)."""
+    directory, one per entry otherwise (entries already in the destination are replaced).
+
+    :raises UnsupportedPathError: before anything is moved, if a transfer job would get a path HTML-escaped.
+    """
     entries = await backend.list_directory(temporary, recursive=True)
     items = [str(entry['name']) for entry in entries if len(str(entry['name']).split('/')) == strip_components + 1]
     if not items:
@@ -78,12 +81,15 @@ async def move_stripped(backend: FirecrestBackend, temporary: str, destination: 
     parents = {posixpath.dirname(item) for item in items}
     existing = await backend.list_or_empty(destination)
     if len(parents) == 1 and not existing[1]:
+        check_jobs_carry('move', posixpath.join(temporary, next(iter(parents))), destination)
         if existing[0]:
             await backend.rm(destination)
         else:
             await backend.mkdir(posixpath.dirname(destination), parents=True)
         await backend.mv(posixpath.join(temporary, parents.pop()), destination)
         return
+    for item in items:  # all refused before any is moved
+        check_jobs_carry('move', posixpath.join(temporary, item), posixpath.join(destination, posixpath.basename(item)))
     if not existing[0]:
         await backend.mkdir(destination, parents=True)
     present = {entry['name'] for entry in existing[1]}

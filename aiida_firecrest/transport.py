@@ -31,6 +31,7 @@ import functools
 import glob
 import os
 import posixpath
+import shutil
 import stat
 import tempfile
 import uuid
@@ -41,7 +42,15 @@ from aiida.common.exceptions import InvalidOperation
 from aiida.transports.transport import AsyncTransport, Transport, TransportPath, has_magic
 
 from . import archive
-from .backend import FirecrestBackend, gather, server_carries, shell_word_safe
+from .backend import (
+    FirecrestBackend,
+    check_commands_carry,
+    commands_carry,
+    gather,
+    jobs_carry,
+    server_carries,
+    shell_word_safe,
+)
 from .client import FirecrestClient, attributes_of_entry, attributes_of_stat
 from .errors import (
     FirecrestConfigurationError,
@@ -347,9 +356,17 @@ class FirecrestTransport(AsyncTransport):
         One ``mkdir -p`` request with ``ignore_existing``; without it, one ``mkdir`` when the parent exists (three
         otherwise), since ``mkdir -p`` cannot tell that the directory was there.
 
+        A path holding a ``'`` (which the server's ``mkdir`` cannot carry) is created by extracting an archive of its
+        directories (see :meth:`_mkdir_through_archive`).
+
         :raises PathExistsError: if ``path`` exists and not ``ignore_existing``, or it exists as a file.
+        :raises UnsupportedPathError: if ``path`` holds a ``'`` below an existing directory whose name holds one, and
+            not ``ignore_existing`` (FirecREST cannot look inside such a directory).
         """
         path = self._remote(path)
+        if not commands_carry(path):
+            await self._mkdir_through_archive(path, parents=True, ignore_existing=ignore_existing)
+            return
         if ignore_existing:
             await self._backend.mkdir(path, parents=True)
             return
@@ -364,8 +381,12 @@ class FirecrestTransport(AsyncTransport):
 
         :raises PathExistsError: if ``path`` exists (unless it is a directory and ``ignore_existing``).
         :raises PathNotFoundError: if the parent does not exist.
+        :raises UnsupportedPathError: if the parent's path holds a ``'`` (FirecREST cannot look inside it).
         """
         path = self._remote(path)
+        if not commands_carry(path):
+            await self._mkdir_through_archive(path, parents=False, ignore_existing=ignore_existing)
+            return
         try:
             await self._backend.mkdir(path, parents=False)
         except PathExistsError:
@@ -373,14 +394,57 @@ class FirecrestTransport(AsyncTransport):
                 return
             raise
 
+    async def _mkdir_through_archive(self, path: str, *, parents: bool, ignore_existing: bool) -> None:
+        """Create a directory whose path holds a ``'``: the server's ``mkdir`` would create another one (the ``'``
+        ends the quotes around the path), but an archive carries any name. The levels from the first one holding a
+        ``'`` go into a local archive of empty directories, extracted by the server into the deepest level without
+        one (created first with ``parents``); its listing tells whether the first level exists.
+
+        :raises PathExistsError: if ``path`` exists and not ``ignore_existing``, or as a file.
+        :raises PathNotFoundError: if the parent does not exist and not ``parents``.
+        :raises PathNotADirectoryError: if a level exists as a file.
+        :raises UnsupportedPathError: where existence cannot be told (see :meth:`makedirs_async`, :meth:`mkdir_async`).
+        """
+        parts = posixpath.normpath(path).strip('/').split('/')
+        depth = next(index for index, part in enumerate(parts) if not commands_carry(part))
+        base, levels = '/' + '/'.join(parts[:depth]), parts[depth:]
+        if not parents and len(levels) > 1:
+            check_commands_carry('look into', posixpath.dirname(posixpath.normpath(path)))
+        if parents:
+            await self._backend.mkdir(base, parents=True)
+        first = await self._backend.entry(posixpath.join(base, levels[0]))
+        if first is not None:
+            first_is_dir = first['type'] == 'd' or (
+                first['type'] == 'l' and await self.isdir_async(posixpath.join(base, levels[0]))
+            )
+            if len(levels) == 1:
+                if ignore_existing and first_is_dir:
+                    return
+                raise PathExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)
+            if not first_is_dir:
+                raise PathNotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+            if not ignore_existing:
+                check_commands_carry('tell whether there is a directory in', posixpath.join(base, levels[0]))
+        elif await self._backend.mode(base) is None:
+            raise PathNotFoundError(errno.ENOENT, f'{posixpath.dirname(path)} does not exist', path)
+        handle, local_archive = tempfile.mkstemp(prefix='aiida-firecrest-', suffix='.tar.gz')
+        os.close(handle)
+        try:
+            await asyncio.to_thread(archive.create_directories_archive, local_archive, '/'.join(levels))
+            await self._extract_local_archive(local_archive, base, beside=posixpath.join(base, 'directory'))
+        finally:
+            await asyncio.to_thread(archive.unlink_quietly, local_archive)
+
     async def rmdir_async(self, path: TransportPath) -> None:
         """Remove the empty directory ``path``: an ``ls`` to check it, then ``rm``.
 
         :raises PathNotFoundError: if ``path`` does not exist.
         :raises PathNotADirectoryError: if it is not a directory (a link to one neither, as :func:`os.rmdir`).
         :raises FirecrestError: with ``errno.ENOTEMPTY`` if it is not empty.
+        :raises UnsupportedPathError: if ``path`` holds a ``'`` (see :meth:`remove_async`).
         """
         path = self._remote(path)
+        check_commands_carry('remove', path)
         entries = await self._backend.ls(path)
         if len(entries) == 1 and str(entries[0]['name']).startswith('/') and entries[0]['type'] != 'd':
             raise PathNotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
@@ -392,8 +456,10 @@ class FirecrestTransport(AsyncTransport):
         """Remove ``path`` and everything below it (``rm -R``); nothing happens if it does not exist. One request.
 
         :raises FirecrestError: if the removal fails.
+        :raises UnsupportedPathError: if ``path`` holds a ``'`` (see :meth:`remove_async`).
         """
         path = self._remote(path)
+        check_commands_carry('remove', path)
         try:
             await self._backend.rm(path)
         except PathNotFoundError:
@@ -402,10 +468,15 @@ class FirecrestTransport(AsyncTransport):
     async def remove_async(self, path: TransportPath) -> None:
         """Remove the file (or link) ``path``: a ``stat`` to refuse directories, then ``rm``.
 
+        A path holding a ``'`` is refused, with nothing sent: FirecREST's ``rm`` command would end its quotes there,
+        and its ``rm`` job would get ``&#39;`` in its place (another file); nothing else of FirecREST removes files.
+
         :raises PathIsADirectoryError: if ``path`` is a directory.
         :raises PathNotFoundError: if it does not exist.
+        :raises UnsupportedPathError: if ``path`` holds a ``'``.
         """
         path = self._remote(path)
+        check_commands_carry('remove', path)
         if stat.S_ISDIR(int((await self._backend.stat(path, dereference=False))['mode'])):
             raise PathIsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
         await self._backend.rm(path)
@@ -413,21 +484,34 @@ class FirecrestTransport(AsyncTransport):
     async def rename_async(self, oldpath: TransportPath, newpath: TransportPath) -> None:
         """Rename ``oldpath`` to ``newpath``: two ``stat`` and a transfer job (``mv``, billed to the account).
 
+        A path that the job's script would HTML-escape (``"&'<>``) cannot go to ``mv``: the entry is copied through an
+        archive on the server (see :meth:`_copy_through_archive`; times and permissions are kept, not the inode) and
+        the old one removed, which FirecREST cannot do for a ``oldpath`` holding a ``'``.
+
         :raises InvalidArgumentError: if a path is empty.
         :raises PathNotFoundError: if ``oldpath`` does not exist.
         :raises PathExistsError: if ``newpath`` exists.
+        :raises UnsupportedPathError: if ``oldpath`` holds a ``'``, or a directory would be renamed to a path holding
+            one (nothing is sent).
         """
         if not str(oldpath) or not str(newpath):
             raise InvalidArgumentError('oldpath and newpath must be non-empty paths')
         old, new = self._remote(oldpath), self._remote(newpath)
-        old_stat, new_stat = await gather(
-            [self._backend.stat_or_none(old, dereference=False), self._backend.stat_or_none(new, dereference=False)]
+        by_job = jobs_carry(old) and jobs_carry(new)
+        if not by_job:
+            check_commands_carry('rename', old)
+        old_mode, new_mode = await gather(
+            [self._backend.mode(old, dereference=False), self._backend.mode(new, dereference=False)]
         )
-        if old_stat is None:
-            raise PathNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), old)
-        if new_stat is not None:
+        if old_mode is None:
+            raise PathNotFoundError(errno.ENOENT, f'{old} does not exist', old)
+        if new_mode is not None:
             raise PathExistsError(errno.EEXIST, f'Cannot rename {old}: destination exists', new)
-        await self._backend.mv(old, new)
+        if by_job:
+            await self._backend.mv(old, new)
+            return
+        await self._copy_through_archive(old, new, is_dir=stat.S_ISDIR(old_mode), dereference=False)
+        await self._backend.rm(old)
 
     async def chmod_async(self, path: TransportPath, mode: int) -> None:
         """Change the permissions of ``path`` (of what it links to); one request.
@@ -452,6 +536,9 @@ class FirecrestTransport(AsyncTransport):
         Each link costs a ``stat`` (``ln -s`` would silently put the link *inside* an existing directory, where
         :func:`os.symlink` refuses) and the ``symlink`` request.
 
+        A path holding a ``'`` (which the server's ``ln`` command cannot carry) is linked by extracting a one-member
+        archive holding the link, after a listing of its directory to refuse an existing path.
+
         :raises InvalidArgumentError: if the destination has a pattern.
         :raises PathExistsError: if a link's path exists.
         """
@@ -462,11 +549,18 @@ class FirecrestTransport(AsyncTransport):
                 raise InvalidArgumentError('`remotedestination` cannot have patterns')
             matches = await self.glob_async(source)
             await gather(
-                self._backend.symlink(match, posixpath.join(destination, posixpath.basename(match)))
-                for match in matches
+                self._symlink(match, posixpath.join(destination, posixpath.basename(match))) for match in matches
             )
         else:
-            await self._backend.symlink(source, destination)
+            await self._symlink(source, destination)
+
+    async def _symlink(self, source: str, link: str) -> None:
+        if commands_carry(source) and commands_carry(link):
+            await self._backend.symlink(source, link)
+            return
+        if await self._backend.entry(link) is not None:
+            raise PathExistsError(errno.EEXIST, os.strerror(errno.EEXIST), link)
+        await self._put_link(source, link)
 
     # --- copies on the server (transfer jobs) ---------------------------------------------------------------------
 
@@ -481,6 +575,9 @@ class FirecrestTransport(AsyncTransport):
         """Copy a file or a directory on the server (``cp -R``, a transfer job billed to the account); a directory
         onto an existing directory lands inside it. With a pattern, every match is copied into the directory
         ``remotedestination``.
+
+        Where ``cp`` would not do (see :meth:`_copy`), the copy goes through an archive made and extracted by the
+        server, or, for a single file FirecREST cannot name in its commands, through a local temporary copy.
 
         :param dereference: copy what links point to instead of the links.
         :param recursive: if False, refuse directories.
@@ -498,17 +595,96 @@ class FirecrestTransport(AsyncTransport):
         if posixpath.normpath(source) == posixpath.normpath(destination):
             raise InvalidArgumentError('Cannot copy from itself to itself')
         if not has_magic(source):
-            mode = int((await self._backend.stat(source, dereference=dereference))['mode'])
+            mode = await self._source_mode(source, dereference)
             if stat.S_ISDIR(mode) and not recursive:
                 raise PathIsADirectoryError(errno.EISDIR, 'not copying a directory without recursive', source)
-            await self._backend.cp(source, destination, dereference)
+            await self._copy(source, destination, dereference, mode)
             return
         matches = await glob_entries(self._backend, source)
         if len(matches) > 1 and not await self.isdir_async(destination):
             raise PathNotADirectoryError(
                 errno.ENOTDIR, "Can't copy more than one file in the same remotedestination file", destination
             )
-        await gather(self._backend.cp(path, destination, dereference) for path, _ in matches)
+        await gather(self._copy(path, destination, dereference, None) for path, _ in matches)
+
+    async def _source_mode(self, source: str, dereference: bool) -> int:
+        """The mode of the source of a copy (of what it links to, if ``dereference``).
+
+        :raises PathNotFoundError: if it does not exist.
+        """
+        mode = await self._backend.mode(source, dereference=dereference)
+        if mode is None:
+            raise PathNotFoundError(errno.ENOENT, f'{source} does not exist', source)
+        return mode
+
+    async def _copy(self, source: str, destination: str, dereference: bool, mode: int | None) -> None:
+        """Copy ``source`` (of mode ``mode``, None if not known yet) to ``destination``, or into it if a directory.
+
+        ``cp`` (a transfer job) does it when its script carries both paths, except for a directory whose links are
+        followed: ``cp -RL --preserve=all``, and ``tar --dereference`` as much, make the files reached through several
+        links hard links of each other, so that tree comes here and goes back (``gettree`` and ``puttree``). Otherwise
+        an archive made and extracted by the server (see :meth:`_copy_through_archive`).
+        """
+        by_job = jobs_carry(source) and jobs_carry(destination)
+        if by_job and not dereference:
+            await self._backend.cp(source, destination, dereference)
+            return
+        mode = await self._source_mode(source, dereference) if mode is None else mode
+        if by_job and not stat.S_ISDIR(mode):
+            await self._backend.cp(source, destination, dereference)
+            return
+        target = destination
+        if await self.isdir_async(destination):
+            target = posixpath.join(destination, posixpath.basename(posixpath.normpath(source)))
+        if stat.S_ISDIR(mode) and dereference:
+            await self._copy_through_here(source, target, is_dir=True, dereference=True)
+        else:
+            await self._copy_through_archive(source, target, is_dir=stat.S_ISDIR(mode), dereference=dereference)
+
+    async def _copy_through_archive(self, source: str, target: str, *, is_dir: bool, dereference: bool) -> None:
+        """Copy ``source`` to the path ``target`` without ``cp``: the server archives it (``compress``) into a
+        temporary archive and extracts that into place; member names are never HTML-escaped, and links followed stay
+        independent files. A directory's contents are archived as ``.`` and extracted into ``target``, created first;
+        a file is archived under its own name, extracted into the directory of ``target``. A file whose name differs
+        from that of ``target``, or that FirecREST's commands cannot name, goes through a local temporary copy
+        (``getfile`` and ``putfile``, which carry any name).
+
+        :raises UnsupportedPathError: for a directory whose path, or that of ``target``, holds a ``'``.
+        """
+        if is_dir:
+            check_commands_carry('copy', source, target)
+            await self._backend.mkdir(target, parents=False)
+            await self._archive_on_server_into(f'{posixpath.normpath(source)}/.', target, dereference)
+            return
+        directory, name = posixpath.split(target)
+        if commands_carry(source) and commands_carry(directory) and posixpath.basename(source) == name:
+            await self._archive_on_server_into(source, directory or '/', dereference)
+            return
+        await self._copy_through_here(source, target, is_dir=False, dereference=dereference)
+
+    async def _copy_through_here(self, source: str, target: str, *, is_dir: bool, dereference: bool) -> None:
+        """Copy ``source`` to the new path ``target`` through a local temporary copy (get, then put)."""
+        scratch = await asyncio.to_thread(tempfile.mkdtemp, prefix='aiida-firecrest-')
+        try:
+            local_copy = os.path.join(scratch, 'copy')
+            if is_dir:
+                await self.gettree_async(source, local_copy, dereference=dereference)
+                await self.puttree_async(local_copy, target, dereference=dereference)
+            else:
+                await self.getfile_async(source, local_copy, dereference=dereference)
+                await self.putfile_async(local_copy, target, dereference=dereference)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
+
+    async def _archive_on_server_into(self, source: str, directory: str, dereference: bool) -> None:
+        """Archive ``source`` on the server (``tar -C dirname basename``) and extract it into ``directory``: three
+        requests (``compress``, ``extract``, removal of the temporary archive)."""
+        remote_archive = self._temporary_remote_path(posixpath.join(directory, 'archive'), '.tar')
+        try:
+            await self._compress_into_temporary(source, remote_archive, dereference, compression='none')
+            await self._backend.extract(remote_archive, directory, 'none', path=directory)
+        finally:
+            await self.rmtree_async(remote_archive)
 
     async def copyfile_async(
         self,
@@ -523,9 +699,10 @@ class FirecrestTransport(AsyncTransport):
         :raises PathNotFoundError: if it does not exist.
         """
         source, destination = self._remote(remotesource), self._remote(remotedestination)
-        if stat.S_ISDIR(int((await self._backend.stat(source, dereference=dereference))['mode'])):
+        mode = await self._source_mode(source, dereference)
+        if stat.S_ISDIR(mode):
             raise PathIsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), source)
-        await self._backend.cp(source, destination, dereference)
+        await self._copy(source, destination, dereference, mode)
 
     async def copytree_async(
         self,
@@ -540,9 +717,10 @@ class FirecrestTransport(AsyncTransport):
         :raises PathNotFoundError: if it does not exist.
         """
         source, destination = self._remote(remotesource), self._remote(remotedestination)
-        if not stat.S_ISDIR(int((await self._backend.stat(source, dereference=True))['mode'])):
+        mode = await self._source_mode(source, True)
+        if not stat.S_ISDIR(mode):
             raise PathNotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), source)
-        await self._backend.cp(source, destination, dereference)
+        await self._copy(source, destination, dereference, mode)
 
     async def copy_from_remote_to_remote_async(
         self,
@@ -1112,9 +1290,15 @@ class FirecrestTransport(AsyncTransport):
             finally:
                 await self.rmtree_async(remote_archive)
             # the server archives the directory under its own name: strip it. Links are recreated from the listing
-            # afterwards, so that no member can be written through one.
+            # afterwards, so that no member can be written through one. Files reached through followed links come as
+            # hard links (``tar --dereference``): they become files of their own, as ``shutil.copytree`` makes them.
             await asyncio.to_thread(
-                archive.safe_extract, local_archive, localpath, strip_components=1, skip_symlinks=True
+                archive.safe_extract,
+                local_archive,
+                localpath,
+                strip_components=1,
+                skip_symlinks=True,
+                copy_hard_links=dereference,
             )
         finally:
             await asyncio.to_thread(archive.unlink_quietly, local_archive)
@@ -1138,11 +1322,22 @@ class FirecrestTransport(AsyncTransport):
             )
 
     async def _compress_into_temporary(
-        self, source: str, target: str, dereference: bool, match_pattern: str | None = None
+        self,
+        source: str,
+        target: str,
+        dereference: bool,
+        match_pattern: str | None = None,
+        compression: str = 'gzip',
     ) -> None:
         """Archive ``source`` into ``target`` in the temporary directory, creating that directory on first use."""
         compress = functools.partial(
-            self._backend.compress, source, target, dereference=dereference, match_pattern=match_pattern, path=source
+            self._backend.compress,
+            source,
+            target,
+            dereference=dereference,
+            compression=compression,
+            match_pattern=match_pattern,
+            path=source,
         )
         try:
             await compress()

@@ -25,6 +25,7 @@ from aiida.transports.plugins.local import LocalTransport
 from aiida.transports.transport import Transport
 from aiida.transports.util import FileAttribute
 
+from aiida_firecrest.errors import UnsupportedPathError
 from tests.remote_files import DiskFiles, Location, RemoteFiles
 from tests.transport.contract_helpers import DIR, Entry, Link, Transfer, permissions_enforced, run_coroutine
 
@@ -86,6 +87,10 @@ SPECIAL_NAMES = [
     pytest.param('-leading-dash.txt', id='leading-dash'),
 ]
 """File names a transport must pass through untouched (no quoting, expansion or option parsing on the way)."""
+
+UNREMOVABLE = (
+    "FirecREST limitation: its rm command leaves a ' unescaped, its rm job HTML-escapes it; refused, nothing sent"
+)
 
 ARCHIVE_FORMATS = [
     pytest.param('tar', 'r:', id='tar'),
@@ -775,7 +780,11 @@ def test_rmtree_of_missing_path_does_nothing(transport: Transport, remote: Locat
 
 
 @pytest.mark.parametrize('name', SPECIAL_NAMES)
-def test_rmtree_special_name(transport: Transport, remote: Location, name: str) -> None:
+def test_rmtree_special_name(
+    transport: Transport, transport_kind: str, remote: Location, name: str, request: pytest.FixtureRequest
+) -> None:
+    if transport_kind == 'firecrest' and "'" in name:
+        request.applymarker(pytest.mark.xfail(reason=UNREMOVABLE, raises=UnsupportedPathError, strict=True))
     remote.build({f'{name}/{name}': 'x', 'other': 'y'})
     transport.rmtree(str(remote / name))
     assert remote.snapshot() == {'other': 'y'}
@@ -813,7 +822,11 @@ def test_remove_error(transport: Transport, remote: Location, path: str, error: 
 
 
 @pytest.mark.parametrize('name', SPECIAL_NAMES)
-def test_remove_special_name(transport: Transport, remote: Location, name: str) -> None:
+def test_remove_special_name(
+    transport: Transport, transport_kind: str, remote: Location, name: str, request: pytest.FixtureRequest
+) -> None:
+    if transport_kind == 'firecrest' and "'" in name:
+        request.applymarker(pytest.mark.xfail(reason=UNREMOVABLE, raises=UnsupportedPathError, strict=True))
     remote.build({name: 'x', 'other': 'y'})
     transport.remove(str(remote / name))
     assert remote.snapshot() == {'other': 'y'}
