@@ -23,7 +23,14 @@ def main() -> None:
 @main.command()
 @click.argument('computers', metavar='[COMPUTER]...', nargs=-1)
 @click.option('-p', '--profile', default=None, help='The AiiDA profile (default: the default profile, as for verdi).')
-def migrate(computers: tuple[str, ...], profile: str | None) -> None:
+@click.option(
+    '--client-secret',
+    default=None,
+    metavar='FILE',
+    help='Read the client secret from this file (absolute path, readable by you alone) or env:VARNAME from now on, '
+    'instead of where 1.0.0 stored it. Only with COMPUTER.',
+)
+def migrate(computers: tuple[str, ...], profile: str | None, client_secret: str | None) -> None:
     """Migrate the options of firecrest computers configured by aiida-firecrest 1.0.0 to those of 2.0.
 
     Without COMPUTER (labels): every firecrest computer of the profile that you configured with 1.0.0.
@@ -35,6 +42,8 @@ def migrate(computers: tuple[str, ...], profile: str | None) -> None:
 
     from .migration import legacy_computers, migrate_computer
 
+    if client_secret is not None and not computers:
+        raise click.UsageError('--client-secret needs the COMPUTER it is for')
     load_profile(profile, allow_switch=True)
     targets = _load_firecrest_computers(computers) if computers else legacy_computers()
     if not targets:
@@ -42,7 +51,7 @@ def migrate(computers: tuple[str, ...], profile: str | None) -> None:
     failed = []
     for computer in targets:
         try:
-            migrated = migrate_computer(computer)
+            migrated = migrate_computer(computer, client_secret=client_secret)
         except (FirecrestConfigurationError, NotExistent) as exc:
             click.secho(f'Computer {computer.label!r} NOT migrated: {exc}', fg='red', err=True)
             failed.append(computer.label)

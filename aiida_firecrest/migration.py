@@ -93,7 +93,8 @@ def check_not_legacy(params: Mapping[str, Any]) -> None:
 def migrate_options(params: Mapping[str, Any]) -> MigratedOptions:
     """Return the 2.0 options of a 1.0.0 configuration, making its client secret private on the way.
 
-    Options that 2.0 also has are kept as they are; options 2.0 adds take their defaults.
+    Options that 2.0 also has are kept as they are (a ``max_concurrency`` that ``verdi computer configure`` of 2.0 added
+    wins over ``max_io_allowed``); options 2.0 adds take their defaults.
 
     :param params: the options an AuthInfo holds.
     :raises FirecrestConfigurationError: if ``max_io_allowed`` is not a positive integer, or if the client secret is
@@ -101,7 +102,9 @@ def migrate_options(params: Mapping[str, Any]) -> MigratedOptions:
     """
     migrated = {name: value for name, value in params.items() if name not in LEGACY_OPTIONS}
     changes: list[str] = []
-    if 'max_io_allowed' in params:
+    if 'max_io_allowed' in params and 'max_concurrency' in params:
+        changes.append(f'max_io_allowed {params["max_io_allowed"]} removed: max_concurrency is set already')
+    elif 'max_io_allowed' in params:
         migrated['max_concurrency'] = _positive_int('max_io_allowed', params['max_io_allowed'])
         changes.append(f'max_io_allowed {params["max_io_allowed"]} is now max_concurrency')
     if 'checksum_check' in params:
@@ -149,11 +152,14 @@ def _private_client_secret(value: str) -> tuple[str, str | None]:
     try:
         info = path.lstat()
     except OSError as exc:
-        raise FirecrestConfigurationError(f'cannot read the client-secret file {path}: {exc.strerror}') from exc
+        raise FirecrestConfigurationError(
+            f'cannot read the client-secret file {path} ({exc.strerror}): put the secret in a file of your own, '
+            f'`chmod 600` it, and give it to `{MIGRATE_COMMAND} --client-secret FILE COMPUTER`'
+        ) from exc
     if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
         raise FirecrestConfigurationError(
             f'the client-secret file {path} is not a regular file of the current user: copy the secret to a file of '
-            'your own, `chmod 600` it and give its path to `verdi computer configure firecrest COMPUTER`'
+            f'your own, `chmod 600` it, and give it to `{MIGRATE_COMMAND} --client-secret FILE COMPUTER`'
         )
     change = None
     mode = stat.S_IMODE(info.st_mode)
@@ -164,10 +170,15 @@ def _private_client_secret(value: str) -> tuple[str, str | None]:
     return str(path), change
 
 
-def migrate_computer(computer: orm.Computer, user: orm.User | None = None) -> MigratedOptions | None:
+def migrate_computer(
+    computer: orm.Computer, user: orm.User | None = None, client_secret: str | None = None
+) -> MigratedOptions | None:
     """Migrate the options that ``user`` (default: the profile's default user) has for ``computer`` to 2.0.
 
     The migrated options are checked by building the transport from them (no request) before they are stored.
+
+    :param client_secret: where to read the client secret from now on (a file or ``env:VARNAME``), instead of the
+        source that 1.0.0 stored.
 
     :returns: what changed, or None if the computer was not configured by aiida-firecrest 1.0.0.
     :raises FirecrestConfigurationError: if the options cannot be migrated (see :func:`migrate_options`); nothing is
@@ -176,9 +187,11 @@ def migrate_computer(computer: orm.Computer, user: orm.User | None = None) -> Mi
         no default user.
     """
     authinfo = computer.get_authinfo(_user(user))
-    params = authinfo.get_auth_params()
+    params = dict(authinfo.get_auth_params())
     if not is_legacy(params):
         return None
+    if client_secret is not None:
+        params['client_secret'] = client_secret
     migrated = migrate_options(params)
     computer.get_transport_class()(machine=computer.hostname, **migrated.params)
     authinfo.set_auth_params(migrated.params)

@@ -208,3 +208,28 @@ def test_migrate_command_refuses_a_computer_of_another_transport(
     result = CliRunner().invoke(main, ['migrate', '-p', aiida_profile.name, computer.label])
     assert result.exit_code == 2
     assert 'not firecrest computers' in result.output
+
+
+def test_migrate_options_keeps_a_max_concurrency_set_by_2_0(tmp_path: Path) -> None:
+    params = {**legacy_params('legacy-custom', write_legacy_secret(tmp_path / 'secret')), 'max_concurrency': 16}
+    assert migrate_options(params).params['max_concurrency'] == 16
+
+
+def test_migrate_command_takes_a_new_client_secret(
+    aiida_profile: Any, legacy_computer: Callable[[dict[str, Any]], orm.Computer], tmp_path: Path
+) -> None:
+    computer = legacy_computer(legacy_params('legacy', tmp_path / 'missing'))
+    new_secret = write_legacy_secret(tmp_path / 'new-secret')
+    result = CliRunner().invoke(
+        main, ['migrate', '-p', aiida_profile.name, '--client-secret', str(new_secret), computer.label]
+    )
+    assert result.exit_code == 0, result.output
+    params = computer.get_authinfo(orm.User.collection.get_default()).get_auth_params()
+    assert params['client_secret'] == str(new_secret)
+    assert stat.S_IMODE(new_secret.stat().st_mode) == 0o600
+
+
+def test_migrate_command_wants_the_computer_of_a_client_secret(aiida_profile: Any, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ['migrate', '-p', aiida_profile.name, '--client-secret', str(tmp_path / 's')])
+    assert result.exit_code == 2
+    assert '--client-secret needs the COMPUTER' in result.output
