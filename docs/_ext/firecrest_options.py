@@ -10,18 +10,24 @@ import re
 from typing import Any
 
 from docutils import nodes
-from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
+CODE_SPAN = re.compile(r'`([^`]+)`')
+"""A Markdown code span in a help text."""
 
-def _literal(text: str) -> str:
-    """Return ``text`` with its Markdown code spans (`x`) as reStructuredText literals (``x``)."""
-    return re.sub(r'(?<!`)`([^`]+)`(?!`)', r'``\1``', text)
+
+def _inline(text: str) -> nodes.paragraph:
+    """Return ``text`` as a paragraph, its code spans (`x`) as literals."""
+    paragraph = nodes.paragraph()
+    for index, part in enumerate(CODE_SPAN.split(text)):
+        if part:
+            paragraph += nodes.literal(part, part) if index % 2 else nodes.Text(part)
+    return paragraph
 
 
 def _default(transport: type, name: str, spec: dict[str, Any]) -> str:
-    """Return the default that ``verdi computer configure`` offers for option ``name``, as reStructuredText."""
+    """Return the default that ``verdi computer configure`` offers for option ``name``, as text with code spans."""
     suggestion = getattr(transport, f'_get_{name}_suggestion_string', None)
     if suggestion is not None:
         default = suggestion(None)
@@ -29,26 +35,37 @@ def _default(transport: type, name: str, spec: dict[str, Any]) -> str:
         default = spec['default']
     else:
         return 'required'
-    return '(empty)' if default == '' else f'``{default}``'
+    return '(empty)' if default == '' else f'`{default}`'
+
+
+def _row(*cells: str) -> nodes.row:
+    row = nodes.row()
+    for cell in cells:
+        entry = nodes.entry()
+        entry += _inline(cell)
+        row += entry
+    return row
 
 
 class FirecrestOptions(SphinxDirective):
-    """Insert a table of the transport's options: name, default, and help."""
+    """Insert a table of the transport's options: name, default, and meaning."""
 
     def run(self) -> list[nodes.Node]:
         from aiida_firecrest.transport import FirecrestTransport
 
-        lines = ['.. list-table::', '   :header-rows: 1', '   :widths: 20 15 65', '']
-        lines += ['   * - Option', '     - Default', '     - Meaning']
+        group = nodes.tgroup(cols=3)
+        for width in (20, 15, 65):
+            group += nodes.colspec(colwidth=width)
+        head = nodes.thead()
+        head += _row('Option', 'Default', 'Meaning')
+        body = nodes.tbody()
         for name, spec in FirecrestTransport.auth_options.items():
-            lines += [
-                f'   * - ``{name}``',
-                f'     - {_default(FirecrestTransport, name, spec)}',
-                f'     - {_literal(spec.get("help", ""))}',
-            ]
-        container = nodes.container()
-        self.state.nested_parse(StringList(lines, source='firecrest-options'), self.content_offset, container)
-        return container.children
+            body += _row(f'`{name}`', _default(FirecrestTransport, name, spec), str(spec.get('help', '')))
+        group += head
+        group += body
+        table = nodes.table()
+        table += group
+        return [table]
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
