@@ -14,6 +14,11 @@ harsh: the order of its checks, its statuses and messages, its command timeout, 
 the gap in the jobs list, the hang of an empty upload... Each such behaviour is a named field of
 :class:`RealismSettings`, documented there, and a test turns one off by name to get a kind server.
 
+In front of it, as CSCS's API gateway, the server can enforce a request budget per client
+(``ServerSettings.rate_limit``, e.g. :data:`CSCS_RATE_LIMIT`, ``serve --rate-limit 10/s,120/min``; off by default, see
+:mod:`~aiida_firecrest.server.ratelimit`), and :class:`FaultSettings` injects faults: errors, delays, dropped
+connections before or after the server acted, restarts that revoke every token.
+
 Where the local server must differ from the real one:
 
 - It runs no SSH: an ops command line runs with ``bash -c`` on this machine, as the user running the server (the real
@@ -32,6 +37,6 @@ Where the local server must differ from the real one:
 """
 
 from .runner import LocalFirecrest
-from .settings import FaultSettings, RealismSettings, ServerSettings
+from .settings import CSCS_RATE_LIMIT, FaultSettings, RateLimit, RealismSettings, ServerSettings
 
-__all__ = ('FaultSettings', 'LocalFirecrest', 'RealismSettings', 'ServerSettings')
+__all__ = ('CSCS_RATE_LIMIT', 'FaultSettings', 'LocalFirecrest', 'RateLimit', 'RealismSettings', 'ServerSettings')

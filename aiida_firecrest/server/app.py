@@ -10,7 +10,8 @@ from fastapi import FastAPI
 from . import auth, status
 from .errors import register_exception_handlers
 from .jobs import JobBackend, create_backend
-from .middleware import FaultMiddleware, RequestLog, RequestLogMiddleware
+from .middleware import FaultMiddleware, RequestLog, RequestLogMiddleware, ServerRestarts
+from .ratelimit import RateLimitMiddleware
 from .settings import APP_VERSION, ServerSettings
 
 
@@ -21,8 +22,10 @@ def create_app(settings: ServerSettings, backend: JobBackend | None = None) -> F
     :param backend: the job backend; by default the one ``settings.scheduler`` names.
 
     The application keeps its collaborators in ``app.state``: ``settings``, ``token_authority``, ``jobs`` (the job
-    backend), ``request_log`` (a :class:`~aiida_firecrest.server.middleware.RequestLog`) and ``staging`` (the S3
-    staging area, or None).
+    backend), ``request_log`` (a :class:`~aiida_firecrest.server.middleware.RequestLog`), ``restarts`` (a
+    :class:`~aiida_firecrest.server.middleware.ServerRestarts`) and ``staging`` (the S3 staging area, or None).
+
+    The middleware, outermost first: the request log, the gateway's rate limit, fault injection and restarts.
     """
     from . import compute, filesystem, staging, transfer
 
@@ -41,9 +44,13 @@ def create_app(settings: ServerSettings, backend: JobBackend | None = None) -> F
     app.state.jobs = jobs
     app.state.staging = staging.Staging(settings.s3) if settings.s3 else None
     app.state.request_log = RequestLog()
+    app.state.restarts = ServerRestarts(app.state.token_authority.revoke_all)
     register_exception_handlers(app)
     for module in (auth, status, filesystem, transfer, compute):
         app.include_router(module.router)
-    app.add_middleware(FaultMiddleware, faults=lambda: settings.faults)
+    app.add_middleware(FaultMiddleware, faults=lambda: settings.faults, restarts=app.state.restarts)
+    app.add_middleware(
+        RateLimitMiddleware, limit=lambda: settings.rate_limit, identify=app.state.token_authority.client_of
+    )
     app.add_middleware(RequestLogMiddleware, log=app.state.request_log)
     return app

@@ -32,6 +32,11 @@ class TokenAuthority:
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._public_key = self._key.public_key()
 
+    def revoke_all(self) -> None:
+        """Sign with a new key from now on: every token issued so far becomes invalid, as after a restart."""
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._public_key = self._key.public_key()
+
     def issue(self, client_id: str, client_secret: str) -> dict[str, object]:
         """Return the token answer for the client credentials, or raise a 401 :class:`ApiError`."""
         known_client = secrets.compare_digest(client_id, self._settings.client_id)
@@ -49,6 +54,14 @@ class TokenAuthority:
         }
         token = jwt.encode(claims, self._key, algorithm='RS256')
         return {'access_token': token, 'token_type': 'Bearer', 'expires_in': lifetime, 'scope': 'firecrest'}
+
+    def client_of(self, token: str) -> str | None:
+        """Return the client (``azp``) of a token signed by this authority and not expired, else None."""
+        try:
+            claims = jwt.decode(token, self._public_key, algorithms=['RS256'], options={'require': ['exp', 'azp']})
+        except jwt.PyJWTError:
+            return None
+        return str(claims['azp'])
 
     def verify(self, token: str) -> str:
         """Return the user of a valid token; raise a 401 :class:`ApiError` for an invalid or nearly expired one."""

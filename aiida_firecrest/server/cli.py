@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from .runner import LocalFirecrest
-from .settings import DEFAULT_COMMAND_TIMEOUT, DEFAULT_MAX_OPS_FILE_SIZE, ServerSettings
+from .settings import CSCS_RATE_LIMIT, DEFAULT_COMMAND_TIMEOUT, DEFAULT_MAX_OPS_FILE_SIZE, RateLimit, ServerSettings
 
 
 def write_private_text(path: Path, text: str) -> None:
@@ -27,6 +27,20 @@ def write_private_text(path: Path, text: str) -> None:
 def write_private_json(path: Path, data: dict[str, object]) -> None:
     """Write ``data`` to ``path`` as JSON readable by the owner alone (it holds the client secret)."""
     write_private_text(path, json.dumps(data, indent=2) + '\n')
+
+
+class RateLimitType(click.ParamType):
+    """A rate limit written as ``N/unit[,N/unit...]``, e.g. ``10/s,120/min``."""
+
+    name = 'N/UNIT[,N/UNIT...]'
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> RateLimit:
+        if isinstance(value, RateLimit):
+            return value
+        try:
+            return RateLimit.parse(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 @click.command('serve')
@@ -62,6 +76,13 @@ def write_private_json(path: Path, data: dict[str, object]) -> None:
     'that hang on the real server (large direct downloads, empty direct uploads) wait this long.',
 )
 @click.option(
+    '--rate-limit',
+    type=RateLimitType(),
+    default=None,
+    help=f'The request budget of each client, enforced as an API gateway does (429 with Retry-After beyond), e.g. '
+    f'{CSCS_RATE_LIMIT} as at CSCS; units s, min, h, day. Default: no limit. The token endpoint is not limited.',
+)
+@click.option(
     '--config-out',
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -74,6 +95,7 @@ def serve(
     account: str | None,
     max_ops_file_size: int,
     command_timeout: float,
+    rate_limit: RateLimit | None,
     config_out: Path | None,
 ) -> None:
     """Run a local FirecREST v2 server (and its S3 server) until interrupted.
@@ -91,11 +113,14 @@ def serve(
             account=account,
             max_ops_file_size=max_ops_file_size,
             command_timeout=command_timeout,
+            rate_limit=rate_limit,
         )
         server = stack.enter_context(LocalFirecrest(settings))
         config = server.client_config()
         click.echo(f'FirecREST v2 listening on {server.url} (system {config["compute_resource"]}, {scheduler} jobs)')
         click.echo(f'Exposed directories: {", ".join(str(root) for root in server.settings.roots)}')
+        if rate_limit is not None:
+            click.echo(f'Rate limit per client: {rate_limit}')
         if config_out is not None:
             write_private_json(config_out, config)
             click.echo(f'Client configuration written to {config_out}')

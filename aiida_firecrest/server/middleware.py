@@ -1,4 +1,7 @@
-"""ASGI middleware of the local server: the version header, the request log and fault injection."""
+"""ASGI middleware of the local server: the version header, the request log, fault injection and restarts.
+
+The rate limit of the gateway is in :mod:`~aiida_firecrest.server.ratelimit`.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,14 @@ from .settings import APP_VERSION, FaultSettings
 
 AUTH_PREFIX = '/auth/'
 """Paths of the token endpoint: not part of the FirecREST API, never faulted, logged apart."""
+CLIENT_STATE_KEY = 'client_id'
+"""The key of the request's client in the ASGI scope's ``state`` (``request.state.client_id`` in a route), set by
+:class:`~aiida_firecrest.server.ratelimit.RateLimitMiddleware`."""
+DROPPED = 0
+"""The status recorded for a request whose connection was dropped: the client received no complete answer."""
+RESTARTING_STATUS = 503
+RESTARTING_BODY = {'message': 'Service unavailable: the server is restarting.'}
+"""The answer of the gateway to API requests while the server restarts."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,13 +41,21 @@ class RequestRecord:
     route: str
     """The route template that served it, e.g. ``/filesystem/{system_name}/ops/ls`` (the path if none matched)."""
     status: int
+    """The status of the answer, or :data:`DROPPED` if its connection was dropped before it was complete."""
     duration: float
     """Seconds from the request to the end of the answer."""
+    client: str | None = None
+    """The client (OAuth2 client id) of the request's valid bearer token, if any; None for the token endpoint."""
 
     @property
     def endpoint(self) -> str:
         """The method and route, e.g. ``GET /filesystem/{system_name}/ops/ls``."""
         return f'{self.method} {self.route}'
+
+    @property
+    def dropped(self) -> bool:
+        """Whether the connection was dropped before the answer was complete."""
+        return self.status == DROPPED
 
     @property
     def is_api(self) -> bool:
@@ -76,6 +95,11 @@ class RequestLog:
         """Return the number of requests per endpoint after ``mark``."""
         return collections.Counter(record.endpoint for record in self.since(mark, api_only=api_only))
 
+    def statuses(self, mark: int = 0, *, api_only: bool = True) -> collections.Counter[int]:
+        """Return the number of answers per status after ``mark`` (:data:`DROPPED` for dropped connections), e.g.
+        ``log.statuses(mark)[429]``, the requests refused for the rate limit or a fault."""
+        return collections.Counter(record.status for record in self.since(mark, api_only=api_only))
+
     def clear(self) -> None:
         with self._lock:
             self._records.clear()
@@ -102,11 +126,10 @@ class RequestLogMiddleware:
                 recorded = True
                 route = scope.get('route')
                 path = scope['path']
-                self.log.append(
-                    RequestRecord(
-                        scope['method'], path, str(getattr(route, 'path', path)), status, time.monotonic() - start
-                    )
-                )
+                client = scope.get('state', {}).get(CLIENT_STATE_KEY)
+                route_path = str(getattr(route, 'path', path))
+                duration = time.monotonic() - start
+                self.log.append(RequestRecord(scope['method'], path, route_path, status, duration, client))
 
         async def send_with_version(message: Message) -> None:
             nonlocal status
@@ -119,6 +142,9 @@ class RequestLogMiddleware:
 
         try:
             await self.app(scope, receive, send_with_version)
+        except DroppedConnectionError:
+            status = DROPPED
+            raise
         finally:
             record()
 
@@ -127,12 +153,54 @@ class DroppedConnectionError(Exception):
     """Raised by the fault middleware after a partial answer, so that the server closes the connection."""
 
 
-class FaultMiddleware:
-    """Inject the faults of :class:`~aiida_firecrest.server.settings.FaultSettings` into API requests."""
+class ServerRestarts:
+    """Simulated restarts of the server: each one revokes every token issued before it and makes the API unavailable
+    for a while, as a restart of the identity provider and the gateway in front of FirecREST would.
 
-    def __init__(self, app: ASGIApp, faults: Callable[[], FaultSettings]) -> None:
+    :param revoke: invalidates every token issued so far.
+    :param clock: the monotonic clock, in seconds.
+    """
+
+    def __init__(self, revoke: Callable[[], None], clock: Callable[[], float] = time.monotonic) -> None:
+        self._revoke = revoke
+        self._clock = clock
+        self._interval = 0.0
+        self._next: float | None = None
+        self._down_until = 0.0
+        self.count = 0
+        """The number of restarts so far."""
+
+    def restart(self, downtime: float = 0.0) -> None:
+        """Restart now: revoke every token, and answer API requests 503 during ``downtime`` seconds."""
+        self._revoke()
+        self.count += 1
+        self._down_until = self._clock() + downtime
+
+    def restart_if_due(self, faults: FaultSettings) -> None:
+        """Restart if ``faults.restart_interval`` seconds passed since the last restart, or since this was first
+        called with the interval's value."""
+        now = self._clock()
+        if faults.restart_interval != self._interval:
+            self._interval = faults.restart_interval
+            self._next = now + self._interval if self._interval > 0 else None
+        if self._next is not None and now >= self._next:
+            self.restart(faults.restart_downtime)
+            self._next = now + self._interval
+
+    @property
+    def down(self) -> bool:
+        """Whether the server is still restarting."""
+        return self._clock() < self._down_until
+
+
+class FaultMiddleware:
+    """Inject the faults of :class:`~aiida_firecrest.server.settings.FaultSettings` into API requests, and restart
+    the server when they say so."""
+
+    def __init__(self, app: ASGIApp, faults: Callable[[], FaultSettings], restarts: ServerRestarts) -> None:
         self.app = app
         self.faults = faults
+        self.restarts = restarts
         self._random = random.Random()
         self._seed: int | None = None
 
@@ -140,10 +208,17 @@ class FaultMiddleware:
         return fraction > 0 and self._random.random() < fraction
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope['type'] != 'http' or scope['path'].startswith(AUTH_PREFIX):
+        if scope['type'] != 'http':
             await self.app(scope, receive, send)
             return
         faults = self.faults()
+        self.restarts.restart_if_due(faults)  # for token requests too: a token issued after a restart is valid
+        if scope['path'].startswith(AUTH_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        if self.restarts.down:
+            await answer_json(send, RESTARTING_STATUS, RESTARTING_BODY, [])
+            return
         if faults.seed != self._seed:
             self._seed = faults.seed
             self._random.seed(faults.seed)
@@ -156,13 +231,30 @@ class FaultMiddleware:
             await _answer(send, faults.server_error_status, 'Injected server error.', [])
             return
         if self._draw(faults.drop_fraction):
-            await send({'type': 'http.response.start', 'status': 200, 'headers': [(b'content-length', b'1024')]})
-            raise DroppedConnectionError('connection dropped by fault injection')
+            await _drop(send)
+        if self._draw(faults.drop_after_acting_fraction):
+            await self.app(scope, receive, _discard)
+            await _drop(send)
         await self.app(scope, receive, send)
 
 
+async def _discard(message: Message) -> None:
+    """A ``send`` that loses the answer."""
+
+
+async def _drop(send: Send) -> None:
+    """Start an answer and raise :class:`DroppedConnectionError` before its end: the server closes the connection."""
+    await send({'type': 'http.response.start', 'status': 200, 'headers': [(b'content-length', b'1024')]})
+    raise DroppedConnectionError('connection dropped by fault injection')
+
+
 async def _answer(send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]]) -> None:
-    body = json.dumps(envelope(message, None)).encode()
+    await answer_json(send, status, envelope(message, None), headers)
+
+
+async def answer_json(send: Send, status: int, data: object, headers: list[tuple[bytes, bytes]]) -> None:
+    """Send a whole JSON answer."""
+    body = json.dumps(data).encode()
     await send(
         {
             'type': 'http.response.start',

@@ -56,6 +56,12 @@ class LocalFirecrest:
         """The faults the server injects; change their fields to switch them on while the server runs."""
         return self.settings.faults
 
+    def restart(self, downtime: float | None = None) -> None:
+        """Restart the server as :attr:`FaultSettings.restart_interval` does, once and now: every token issued so far
+        is refused from now on, and API requests are answered 503 during ``downtime`` seconds (by default
+        ``faults.restart_downtime``)."""
+        self.app.state.restarts.restart(self.faults.restart_downtime if downtime is None else downtime)
+
     @property
     def root(self) -> Path:
         """The first directory the server exposes."""

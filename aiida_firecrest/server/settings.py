@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import re
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -18,11 +19,67 @@ DEFAULT_COMMAND_TIMEOUT = 20.0
 """The SSH command timeout of the real server at CSCS, in seconds."""
 
 
+RATE_WINDOW_UNITS = {'s': 1, 'min': 60, 'h': 3600, 'day': 86400}
+"""The units of a rate-limit window, in seconds: ``10/s``, ``120/min``, ``1000/h``, ``5000/day``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RateWindow:
+    """At most ``requests`` requests in any ``seconds`` seconds."""
+
+    requests: int
+    seconds: int
+
+    def __str__(self) -> str:
+        unit = next(name for name, seconds in RATE_WINDOW_UNITS.items() if seconds == self.seconds)
+        return f'{self.requests}/{unit}'
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimit:
+    """The request budget of each client, as an API gateway enforces it (CSCS: ``10/s,120/min``).
+
+    Every window holds at all times: whatever instant a window of ``seconds`` starts at, it contains at most
+    ``requests`` accepted requests (sliding windows, no burst at a window's edge as with fixed windows).
+    """
+
+    windows: tuple[RateWindow, ...]
+
+    def __post_init__(self) -> None:
+        if not self.windows:
+            raise ValueError('a rate limit needs at least one window')
+        if any(window.requests < 1 for window in self.windows):
+            raise ValueError('every window of a rate limit must allow at least one request')
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        """Return the limit written as ``N/unit[,N/unit...]``, e.g. ``10/s,120/min`` (units: s, min, h, day).
+
+        :raises ValueError: for any other text.
+        """
+        windows = []
+        for item in text.split(','):
+            match = re.fullmatch(r'\s*(\d+)\s*/\s*([a-z]+)\s*', item)
+            if match is None or match[2] not in RATE_WINDOW_UNITS:
+                units = ', '.join(RATE_WINDOW_UNITS)
+                raise ValueError(f'invalid rate limit {text!r}: expected N/unit[,N/unit...] with a unit in {units}')
+            windows.append(RateWindow(int(match[1]), RATE_WINDOW_UNITS[match[2]]))
+        return cls(tuple(sorted(windows, key=lambda window: window.seconds)))
+
+    def __str__(self) -> str:
+        return ','.join(str(window) for window in self.windows)
+
+
+CSCS_RATE_LIMIT = RateLimit.parse('10/s,120/min')
+"""The budget CSCS's API gateway gives each FirecREST client."""
+
+
 @dataclasses.dataclass
 class FaultSettings:
     """Faults the server injects into API requests, all off by default.
 
-    The fractions are probabilities in ``[0, 1]`` drawn per request; the token endpoint is never affected. The object is
+    The fractions are probabilities in ``[0, 1]`` drawn per request; the token endpoint is never affected (but for
+    the new key of a restart). The object is
     read on every request, so a test may change it while the server runs.
     """
 
@@ -35,11 +92,23 @@ class FaultSettings:
     server_error_status: int = 503
     """The status of an injected server error (500 or 503)."""
     drop_fraction: float = 0.0
-    """Drop the connection of this fraction of requests before a complete answer is sent."""
+    """Drop the connection of this fraction of requests before the server acts on them (nothing happens)."""
+    drop_after_acting_fraction: float = 0.0
+    """Let the server act on this fraction of requests (a job is submitted, a file written...), then drop the
+    connection instead of answering, as when an answer is lost on its way: the client cannot tell whether the request
+    took effect. The request log records both kinds of drop with the status ``DROPPED`` (0)."""
     delay_fraction: float = 0.0
     """Delay this fraction of requests by ``delay`` seconds."""
     delay: float = 0.0
     """The delay of a delayed request, in seconds."""
+    restart_interval: float = 0.0
+    """Restart the server every this many seconds (0: never), counted from the first request (token requests
+    included) that sees the value: every token
+    issued before a restart is refused with 401 (new signing key, as after a restart of the identity provider and
+    the gateway), and API requests are answered 503 for ``restart_downtime`` seconds. Rate-limit windows, jobs and
+    files survive. ``LocalFirecrest.restart()`` restarts once, at once."""
+    restart_downtime: float = 0.0
+    """Seconds after a restart during which API requests are answered 503 (the token endpoint keeps answering)."""
     job_invisible_seconds: float = 0.0
     """Answer 404 "Job not found." for a new job during this many seconds after its submission (pyfirecrest#199)."""
     seed: int | None = None
@@ -145,6 +214,11 @@ class ServerSettings:
     command running longer answers 408, and the hangs of :class:`RealismSettings` last this long; tests use 2 s."""
     s3: S3Settings | None = None
     """The S3 server of staged transfers; without one, staged transfers answer 503."""
+    rate_limit: RateLimit | None = None
+    """The request budget of each client (the ``azp`` of its tokens), enforced as CSCS's API gateway does: a request
+    over it is answered 429 with ``Retry-After``, not passed on (see :mod:`~aiida_firecrest.server.ratelimit`). None
+    (the default) enforces none, so that tests are paced by nothing but the server; set :data:`CSCS_RATE_LIMIT` for
+    the real budget. Read on every request: it may be changed while the server runs (which starts counting anew)."""
     faults: FaultSettings = dataclasses.field(default_factory=FaultSettings)
     realism: RealismSettings = dataclasses.field(default_factory=RealismSettings)
     """Where the server behaves like the real one (all by default) or kinder."""

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,8 +20,9 @@ from firecrest.FirecrestException import UnexpectedStatusException
 from firecrest.v2 import AsyncFirecrest, Firecrest
 
 from aiida_firecrest.server import FaultSettings, LocalFirecrest
-from aiida_firecrest.server.middleware import RequestRecord
+from aiida_firecrest.server.middleware import DROPPED, RequestRecord
 from tests.conftest import make_sync_client
+from tests.server.conftest import wait_until
 
 pytestmark = pytest.mark.local_server
 
@@ -116,6 +118,45 @@ def test_dropped_connection(faults: FaultSettings, sync_client: Firecrest, mark:
         sync_client.systems()
     faults.drop_fraction = 0.0
     assert sync_client.systems(), 'the client recovers on a new connection'
+
+
+def test_dropped_connection_is_logged_as_dropped(
+    faults: FaultSettings, local_server: LocalFirecrest, sync_client: Firecrest, mark: int
+) -> None:
+    faults.drop_fraction = 1.0
+    with pytest.raises(httpx.RemoteProtocolError):
+        sync_client.systems()
+    [record] = settled(local_server, mark, 1)
+    assert (record.status, record.dropped) == (DROPPED, True)
+    assert local_server.request_log.statuses(mark) == Counter({DROPPED: 1})
+
+
+def test_drop_before_acting_does_nothing(faults: FaultSettings, sync_client: Firecrest, local_dir: Path) -> None:
+    faults.drop_fraction = 1.0
+    with pytest.raises(httpx.RemoteProtocolError):
+        sync_client.mkdir('cluster', str(local_dir / 'made'))
+    assert not (local_dir / 'made').exists()
+
+
+def test_drop_after_acting_acts(
+    faults: FaultSettings, local_server: LocalFirecrest, sync_client: Firecrest, mark: int, local_dir: Path
+) -> None:
+    faults.drop_after_acting_fraction = 1.0
+    with pytest.raises(httpx.RemoteProtocolError):
+        sync_client.mkdir('cluster', str(local_dir / 'made'))
+    assert (local_dir / 'made').is_dir()
+    [record] = settled(local_server, mark, 1)
+    assert (record.endpoint, record.status) == ('POST /filesystem/{system_name}/ops/mkdir', DROPPED)
+
+
+def test_submit_whose_answer_is_lost_runs_its_job(
+    faults: FaultSettings, sync_client: Firecrest, local_dir: Path
+) -> None:
+    """The client sees a dropped connection, and the job exists all the same: submitting again would double it."""
+    faults.drop_after_acting_fraction = 1.0
+    with pytest.raises(httpx.RemoteProtocolError):
+        sync_client.submit('cluster', str(local_dir), script_str=f'#!/bin/bash\ntouch {local_dir}/ran\n')
+    wait_until((local_dir / 'ran').exists, what='the job whose submission answer was lost')
 
 
 async def test_dropped_connection_async(faults: FaultSettings, async_client: AsyncFirecrest) -> None:
