@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -30,10 +31,16 @@ def create_app(settings: ServerSettings, backend: JobBackend | None = None) -> F
     from . import compute, filesystem, staging, transfer
 
     jobs = backend or create_backend(settings)
+    staging_area = staging.Staging(settings.s3) if settings.s3 else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        lifecycle = asyncio.create_task(staging_area.run_lifecycle()) if staging_area else None
         yield
+        if lifecycle is not None:
+            lifecycle.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lifecycle
         await jobs.close()
 
     app = FastAPI(
@@ -42,7 +49,7 @@ def create_app(settings: ServerSettings, backend: JobBackend | None = None) -> F
     app.state.settings = settings
     app.state.token_authority = auth.TokenAuthority(settings)
     app.state.jobs = jobs
-    app.state.staging = staging.Staging(settings.s3) if settings.s3 else None
+    app.state.staging = staging_area
     app.state.request_log = RequestLog()
     app.state.restarts = ServerRestarts(app.state.token_authority.revoke_all)
     register_exception_handlers(app)

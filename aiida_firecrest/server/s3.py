@@ -24,6 +24,17 @@ from .settings import S3Settings
 STARTUP_TIMEOUT = 60.0
 """Seconds to wait for the S3 server to answer (it usually takes about 3 s)."""
 POLL_INTERVAL = 0.2
+VOLUME_OPTIONS = (
+    '-master.volumeSizeLimitMB=256',
+    '-volume.max=0',
+    '-master.garbageThreshold=0.1',
+    '-master.vacuumIntervalSeconds=60',
+    '-master.vacuumDeleteEmptyAfterSeconds=60',
+)
+"""How SeaweedFS stores objects, so that staged traffic of any total size fits: as many volumes as the free disk
+space holds (by default 8, so that 8 GiB of objects, deleted or not, filled it: ``No writable volumes``), small
+enough to be compacted quickly, compacted once a tenth of them is deleted objects, checked every minute, and removed
+when empty. SeaweedFS frees the space of deleted objects only when it compacts a volume, a minute or two later."""
 
 
 def weed_executable() -> str:
@@ -98,7 +109,7 @@ class SeaweedFS:
             f'-dir={data}',
             f'-master.port={master}',
             f'-master.port.grpc={master_grpc}',
-            '-master.volumeSizeLimitMB=1024',
+            *VOLUME_OPTIONS,
             '-master.telemetry=false',
             f'-volume.port={volume}',
             f'-volume.port.grpc={volume_grpc}',

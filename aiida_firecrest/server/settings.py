@@ -186,6 +186,18 @@ class S3Settings:
     """The size of one part of a multipart upload, in bytes (S3's minimum is 5 MiB for all but the last part)."""
     url_lifetime: int = 3600
     """The validity of presigned URLs, in seconds."""
+    object_lifetime: float | None = None
+    """The bucket's lifecycle: seconds after which a staged object, or a multipart upload never completed, is removed
+    (the real server sets a lifecycle of 10 days). None: twice ``url_lifetime``, when no URL can start a transfer of
+    the object any more and one started has had as long again to end. An uploaded object is removed earlier, by the
+    transfer job that consumed it; a downloaded one cannot be, as the server does not see the client's download."""
+    sweep_interval: float = 60.0
+    """Seconds between two sweeps of the bucket for objects past ``object_lifetime``."""
+
+    @property
+    def expiry(self) -> float:
+        """The lifetime of staged objects in force, in seconds (see :attr:`object_lifetime`)."""
+        return 2.0 * self.url_lifetime if self.object_lifetime is None else self.object_lifetime
 
 
 @dataclasses.dataclass

@@ -3,25 +3,35 @@
 Staged transfers go through S3 as on the real server: for an upload, the client PUTs the parts of a multipart upload
 the server created and completes it, and a transfer job moves the object to the cluster; for a download, a transfer job
 PUTs the file to S3 and the client GETs it. Everything reaches S3 through presigned URLs, which the server signs without
-a request; the calls to S3 itself (bucket and multipart upload creation) run in threads, away from the event loop.
+a request; the calls to S3 itself (bucket and multipart upload creation, the lifecycle sweep) run in threads, away from
+the event loop.
+
+Staged objects do not accumulate: the upload job deletes the object it consumed (and aborts the multipart upload it
+waited for in vain), and :meth:`Staging.run_lifecycle` removes what is older than ``S3Settings.expiry``, as the real
+server's bucket lifecycle does (downloads, and uploads a client gave up).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
+import logging
 import math
 import uuid
 from typing import Any
 
 import boto3
 import botocore.config
+import botocore.exceptions
 
 from .errors import ApiError
 from .settings import S3Settings
 
 MAX_PARTS = 10000
 """S3's limit of parts in a multipart upload."""
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +43,8 @@ class StagedUpload:
     head_url: str
     get_url: str
     delete_url: str
+    abort_url: str
+    """Aborts the multipart upload (removing its parts), for a job that waited for it in vain."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +124,7 @@ class Staging:
             head_url=self._presign('head_object', Key=key),
             get_url=self._presign('get_object', Key=key),
             delete_url=self._presign('delete_object', Key=key),
+            abort_url=self._presign('abort_multipart_upload', Key=key, UploadId=upload_id),
         )
 
     async def prepare_download(self, user: str, filename: str) -> StagedDownload:
@@ -121,3 +134,38 @@ class Staging:
         return StagedDownload(
             put_url=self._presign('put_object', Key=key), download_url=self._presign('get_object', Key=key)
         )
+
+    async def sweep(self) -> int:
+        """Remove the objects written, and abort the multipart uploads started, more than ``s3.expiry`` seconds ago;
+        return how many."""
+        before = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=self.s3.expiry)
+        return await asyncio.to_thread(self._sweep, before)
+
+    def _sweep(self, before: datetime.datetime) -> int:
+        bucket = self.s3.bucket
+        try:
+            self._client.head_bucket(Bucket=bucket)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get('Error', {}).get('Code') in ('404', 'NoSuchBucket'):
+                return 0  # nothing staged yet
+            raise
+        removed = 0
+        for page in self._client.get_paginator('list_objects_v2').paginate(Bucket=bucket):
+            for item in page.get('Contents', []):
+                if item['LastModified'] < before:
+                    self._client.delete_object(Bucket=bucket, Key=item['Key'])
+                    removed += 1
+        for upload in self._client.list_multipart_uploads(Bucket=bucket).get('Uploads', []):
+            if upload['Initiated'] < before:
+                self._client.abort_multipart_upload(Bucket=bucket, Key=upload['Key'], UploadId=upload['UploadId'])
+                removed += 1
+        return removed
+
+    async def run_lifecycle(self) -> None:
+        """Sweep the bucket every ``s3.sweep_interval`` seconds until cancelled; a failed sweep is logged."""
+        while True:
+            await asyncio.sleep(self.s3.sweep_interval)
+            try:
+                await self.sweep()
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                LOGGER.warning('sweeping the staging bucket failed: %s', exc)

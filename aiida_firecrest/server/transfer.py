@@ -281,6 +281,7 @@ async def upload(system_name: str, body: UploadRequest, request: Request, user: 
         f'--head={staged.head_url}',
         f'--get={staged.get_url}',
         f'--delete={staged.delete_url}',
+        f'--abort={staged.abort_url}',
         f'--wait={staging.s3.url_lifetime}',
         '--',
     )

@@ -2,14 +2,15 @@
 
 ::
 
-    python -m aiida_firecrest.server.jobs.s3_copy fetch --head URL --get URL --delete URL --wait SECONDS TARGET
+    python -m aiida_firecrest.server.jobs.s3_copy fetch --head URL --get URL --delete URL --abort URL --wait S TARGET
     python -m aiida_firecrest.server.jobs.s3_copy put --url URL SOURCE
 
 ``fetch`` waits until the object exists (the client completes its multipart upload after the job starts), polling its
 HEAD URL every :data:`POLL_INTERVAL` seconds for at most ``--wait`` seconds, writes it to ``TARGET`` atomically (a
-temporary file beside it, then a rename) and deletes the object. ``put`` uploads ``SOURCE`` with one PUT. Both exit
-with status 1 and a message on standard error when they fail. Only the standard library is used, so that any Python
-on the cluster can run it.
+temporary file beside it, then a rename) and deletes the object; if the object does not appear in time, it aborts the
+multipart upload, whose parts would otherwise stay in the staging area. ``put`` uploads ``SOURCE`` with one PUT.
+Both exit with status 1 and a message on standard error when they fail. Only the standard library is used, so that
+any Python on the cluster can run it.
 """
 
 from __future__ import annotations
@@ -62,9 +63,14 @@ def wait_for_object(head_url: str, wait: float) -> None:
         time.sleep(POLL_INTERVAL)
 
 
-def fetch(head_url: str, get_url: str, delete_url: str, target: str, wait: float) -> None:
-    """Wait for the staged object, write it to ``target`` atomically and delete it from the staging area."""
-    wait_for_object(head_url, wait)
+def fetch(head_url: str, get_url: str, delete_url: str, abort_url: str, target: str, wait: float) -> None:
+    """Wait for the staged object, write it to ``target`` atomically and delete it from the staging area; abort its
+    multipart upload if it does not appear in time."""
+    try:
+        wait_for_object(head_url, wait)
+    except CopyError:
+        _request_quietly(abort_url, 'DELETE', 'the multipart upload was not aborted')
+        raise
     directory, name = os.path.split(os.path.abspath(target))
     try:
         handle = tempfile.NamedTemporaryFile(dir=directory, prefix=f'.{name}.', suffix='.part', delete=False)
@@ -79,10 +85,15 @@ def fetch(head_url: str, get_url: str, delete_url: str, target: str, wait: float
         with contextlib.suppress(OSError):
             os.unlink(handle.name)
         raise CopyError(f'fetching the staged object to {target} failed: {exc}') from exc
+    _request_quietly(delete_url, 'DELETE', 'the staged object was not deleted')
+
+
+def _request_quietly(url: str, method: str, warning: str) -> None:
+    """Send a request whose failure is only worth a warning on standard error."""
     try:
-        urllib.request.urlopen(_request(delete_url, 'DELETE'), timeout=HTTP_TIMEOUT).close()
-    except urllib.error.URLError as exc:
-        print(f'warning: the staged object was not deleted: {exc}', file=sys.stderr)
+        urllib.request.urlopen(_request(url, method), timeout=HTTP_TIMEOUT).close()
+    except (OSError, urllib.error.URLError) as exc:
+        print(f'warning: {warning}: {exc}', file=sys.stderr)
 
 
 def put(url: str, source: str) -> None:
@@ -115,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fetch_parser.add_argument('--head', required=True, help='presigned HEAD URL of the object')
     fetch_parser.add_argument('--get', required=True, help='presigned GET URL of the object')
     fetch_parser.add_argument('--delete', required=True, help='presigned DELETE URL of the object')
+    fetch_parser.add_argument('--abort', required=True, help='presigned URL aborting the multipart upload')
     fetch_parser.add_argument('--wait', type=float, required=True, help='seconds to wait for the object')
     fetch_parser.add_argument('target')
     put_parser = commands.add_parser('put', help='upload a file to a presigned PUT URL')
@@ -123,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == 'fetch':
-            fetch(args.head, args.get, args.delete, args.target, args.wait)
+            fetch(args.head, args.get, args.delete, args.abort, args.target, args.wait)
         else:
             put(args.url, args.source)
     except CopyError as exc:
