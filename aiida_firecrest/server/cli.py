@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import click
 
+from .middleware import RequestLog
 from .runner import LocalFirecrest
 from .settings import CSCS_RATE_LIMIT, DEFAULT_COMMAND_TIMEOUT, DEFAULT_MAX_OPS_FILE_SIZE, RateLimit, ServerSettings
 
@@ -27,6 +30,38 @@ def write_private_text(path: Path, text: str) -> None:
 def write_private_json(path: Path, data: dict[str, object]) -> None:
     """Write ``data`` to ``path`` as JSON readable by the owner alone (it holds the client secret)."""
     write_private_text(path, json.dumps(data, indent=2) + '\n')
+
+
+REQUEST_LOG_INTERVAL = 0.05
+"""Seconds between two appends to the ``--request-log`` file: a line is written at most this long after its answer."""
+
+
+def follow_request_log(log: RequestLog, path: Path, stop: threading.Event) -> None:
+    """Append every request ``log`` records to ``path``, one JSON line each, until ``stop`` is set.
+
+    A line holds the fields of :class:`~aiida_firecrest.server.middleware.RequestRecord` (token requests included) and
+    ``time``, the Unix time at which it was written: at most :data:`REQUEST_LOG_INTERVAL` after the end of the answer.
+    """
+    mark = 0
+    with path.open('a', encoding='utf-8') as handle:
+        while True:
+            stopping = stop.wait(REQUEST_LOG_INTERVAL)
+            records = log.since(mark, api_only=False)
+            mark += len(records)
+            now = time.time()
+            handle.writelines(json.dumps({'time': now, **dataclasses.asdict(record)}) + '\n' for record in records)
+            handle.flush()
+            if stopping:
+                return
+
+
+def follow_request_log_until_exit(stack: contextlib.ExitStack, log: RequestLog, path: Path) -> None:
+    """Run :func:`follow_request_log` in a thread until ``stack`` closes (the lines so far written then)."""
+    stop = threading.Event()
+    thread = threading.Thread(target=follow_request_log, args=(log, path, stop), name='request-log', daemon=True)
+    thread.start()
+    stack.callback(thread.join)
+    stack.callback(stop.set)
 
 
 class RateLimitType(click.ParamType):
@@ -88,6 +123,13 @@ class RateLimitType(click.ParamType):
     default=None,
     help='Write what a client needs (url, token_uri, client_id, client_secret, ...) to this JSON file (mode 600).',
 )
+@click.option(
+    '--request-log',
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help='Append every answered request to this file, one JSON line each (method, path, route, status, duration, '
+    'client, and the Unix time it was written), for benchmarks in other processes to count.',
+)
 def serve(
     port: int,
     scheduler: str,
@@ -97,6 +139,7 @@ def serve(
     command_timeout: float,
     rate_limit: RateLimit | None,
     config_out: Path | None,
+    request_log: Path | None,
 ) -> None:
     """Run a local FirecREST v2 server (and its S3 server) until interrupted.
 
@@ -121,6 +164,9 @@ def serve(
         click.echo(f'Exposed directories: {", ".join(str(root) for root in server.settings.roots)}')
         if rate_limit is not None:
             click.echo(f'Rate limit per client: {rate_limit}')
+        if request_log is not None:
+            follow_request_log_until_exit(stack, server.request_log, request_log)
+            click.echo(f'Requests logged to {request_log}')
         if config_out is not None:
             write_private_json(config_out, config)
             click.echo(f'Client configuration written to {config_out}')
