@@ -16,7 +16,8 @@ aiida-firecrest 1.0.0 stored these options in the AuthInfo of a ``firecrest`` co
 ====================================  =================================================================================
 
 The transport refuses a 1.0.0 configuration with one message (:func:`check_not_legacy`) that names the command that
-migrates it, ``aiida-firecrest migrate`` (:func:`migrate_computer`, the command is in :mod:`aiida_firecrest.cli`).
+migrates it, ``aiida-firecrest migrate`` (:func:`migrate_computer`, the command is in
+:mod:`aiida_firecrest.command_line`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .auth import ENV_PREFIX, check_client_secret_source, store_client_secret
-from .errors import FirecrestConfigurationError
+from .client.client_credentials import ENV_PREFIX, check_client_secret_source, store_client_secret
+from .client.exceptions import FirecrestConfigurationError
 
 if TYPE_CHECKING:
     from aiida import orm

@@ -15,9 +15,9 @@ from aiida import orm
 from aiida.engine import run_get_node
 from click.testing import CliRunner
 
-from aiida_firecrest.cli import main
+from aiida_firecrest.client.exceptions import FirecrestConfigurationError
+from aiida_firecrest.command_line import main
 from aiida_firecrest.demo.steps import arithmetic_add
-from aiida_firecrest.errors import FirecrestConfigurationError
 from aiida_firecrest.migration import LEGACY_OPTIONS, is_legacy, migrate_computer, migrate_options
 from aiida_firecrest.transport import FirecrestTransport
 from tests.remote_files import RemoteFiles

@@ -15,7 +15,7 @@ from aiida.schedulers.datastructures import JobInfo, JobState
 from aiida.schedulers.plugins.slurm import SlurmScheduler
 
 from aiida_firecrest.scheduler import FirecrestScheduler
-from aiida_firecrest.scheduler_parsing import _build_detailed_job_info, _parse_job
+from aiida_firecrest.scheduler.job_parsing import _build_detailed_job_info, _parse_job
 
 OBSERVED = json.loads((Path(__file__).parent / 'data' / 'observed_jobs.json').read_text())
 UTC = datetime.timezone.utc

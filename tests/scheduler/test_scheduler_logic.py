@@ -16,8 +16,8 @@ from aiida.schedulers import SchedulerError
 from aiida.schedulers.datastructures import JobState
 from firecrest.FirecrestException import UnexpectedStatusException
 
-from aiida_firecrest import scheduler as scheduler_module
 from aiida_firecrest.scheduler import FirecrestScheduler
+from aiida_firecrest.scheduler import firecrest_scheduler as scheduler_module
 
 OBSERVED = json.loads((Path(__file__).parent / 'data' / 'observed_jobs.json').read_text())
 

@@ -22,9 +22,9 @@ from aiida.schedulers.datastructures import JobInfo, JobState, JobTemplate, JobT
 from aiida.schedulers.plugins.slurm import SlurmJobResource
 from firecrest.v2 import Firecrest
 
-from aiida_firecrest import scheduler as scheduler_module
 from aiida_firecrest.scheduler import FirecrestScheduler
-from aiida_firecrest.scheduler_parsing import _parse_job
+from aiida_firecrest.scheduler import firecrest_scheduler as scheduler_module
+from aiida_firecrest.scheduler.job_parsing import _parse_job
 from aiida_firecrest.server import LocalFirecrest
 from tests.conftest import make_sync_client
 from tests.remote_files import RemoteFiles, RemotePath

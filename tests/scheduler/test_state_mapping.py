@@ -6,7 +6,7 @@ import pytest
 from aiida.schedulers.datastructures import JobState
 from aiida.schedulers.plugins.slurm import _MAP_STATUS_SLURM
 
-from aiida_firecrest.scheduler_parsing import (
+from aiida_firecrest.scheduler.job_parsing import (
     _HELD_REASONS,
     _MAP_STATUS,
     _SHORT_STATE_NAMES,

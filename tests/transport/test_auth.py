@@ -15,8 +15,8 @@ import click
 import httpx
 import pytest
 
-from aiida_firecrest import auth
-from aiida_firecrest.auth import (
+from aiida_firecrest.client import client_credentials as auth
+from aiida_firecrest.client.client_credentials import (
     ClientCredentialsAuth,
     check_client_secret_source,
     jwt_claims,
@@ -24,7 +24,7 @@ from aiida_firecrest.auth import (
     shared_auth,
     validate_client_secret_option,
 )
-from aiida_firecrest.errors import FirecrestAuthenticationError, FirecrestConfigurationError
+from aiida_firecrest.client.exceptions import FirecrestAuthenticationError, FirecrestConfigurationError
 
 TOKEN_URI = 'https://idp.test/token'
 SECRET = 's3cr3t-value-never-to-be-seen'

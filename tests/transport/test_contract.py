@@ -25,7 +25,7 @@ from aiida.transports.plugins.local import LocalTransport
 from aiida.transports.transport import Transport
 from aiida.transports.util import FileAttribute
 
-from aiida_firecrest.errors import UnsupportedPathError
+from aiida_firecrest.client.exceptions import UnsupportedPathError
 from tests.remote_files import DiskFiles, Location, RemoteFiles
 from tests.transport.contract_helpers import DIR, Entry, Link, Transfer, permissions_enforced, run_coroutine
 

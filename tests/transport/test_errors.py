@@ -15,8 +15,8 @@ from firecrest.FirecrestException import (
     UnexpectedStatusException,
 )
 
-from aiida_firecrest import errors
-from aiida_firecrest.errors import (
+from aiida_firecrest.client import exceptions as errors
+from aiida_firecrest.client.exceptions import (
     AccessDeniedError,
     DirectTransferTooLargeError,
     FirecrestApiError,

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from aiida_firecrest import fresh
-from aiida_firecrest.archive import create_archive, create_directories_archive, safe_extract
-from aiida_firecrest.backend import (
+from aiida_firecrest.client.exceptions import UnsupportedPathError
+from aiida_firecrest.client.firecrest_client import decode_listed_name
+from aiida_firecrest.transport import known_directories as fresh
+from aiida_firecrest.transport.backend import (
     check_commands_carry,
     check_jobs_carry,
     commands_carry,
@@ -23,9 +24,8 @@ from aiida_firecrest.backend import (
     server_carries,
     shell_word_safe,
 )
-from aiida_firecrest.client import decode_listed_name
-from aiida_firecrest.errors import UnsupportedPathError
-from aiida_firecrest.fresh import FreshDirectories, RecentListings
+from aiida_firecrest.transport.known_directories import FreshDirectories, RecentListings
+from aiida_firecrest.transport.local_archives import create_archive, create_directories_archive, safe_extract
 
 
 @pytest.mark.parametrize(

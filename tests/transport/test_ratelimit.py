@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from aiida_firecrest import ratelimit
-from aiida_firecrest.client import FirecrestClient
-from aiida_firecrest.errors import FirecrestApiError, RateLimitedError, translate_errors
-from aiida_firecrest.ratelimit import LoopLocalLock, RequestBudget, shared_budget
+from aiida_firecrest.client import request_budget as ratelimit
+from aiida_firecrest.client.exceptions import FirecrestApiError, RateLimitedError, translate_errors
+from aiida_firecrest.client.firecrest_client import FirecrestClient
+from aiida_firecrest.client.request_budget import LoopLocalLock, RequestBudget, shared_budget
 
 URL = 'https://firecrest.test/api'
 

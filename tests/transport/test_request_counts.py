@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from aiida_firecrest.backend import usable_direct_download
-from aiida_firecrest.client import FACTS
+from aiida_firecrest.client.firecrest_client import FACTS
+from aiida_firecrest.transport.backend import usable_direct_download
 from tests.transport.contract_helpers import build_tree
 
 pytestmark = pytest.mark.local_server(reason="pins request counts in the local server's request log")

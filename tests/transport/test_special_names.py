@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from aiida_firecrest.backend import usable_direct_download
-from aiida_firecrest.errors import UnsupportedPathError
+from aiida_firecrest.client.exceptions import UnsupportedPathError
+from aiida_firecrest.transport.backend import usable_direct_download
 from tests.transport.contract_helpers import DIR, build_tree, snapshot
 
 pytestmark = pytest.mark.local_server(reason="checks the requests in the local server's request log")

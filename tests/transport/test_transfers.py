@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from aiida_firecrest.archive import safe_extract
-from aiida_firecrest.backend import usable_direct_download
-from aiida_firecrest.client import FACTS
-from aiida_firecrest.errors import ChecksumMismatchError, FirecrestApiError, UnsafeArchiveError
+from aiida_firecrest.client.exceptions import ChecksumMismatchError, FirecrestApiError, UnsafeArchiveError
+from aiida_firecrest.client.firecrest_client import FACTS
+from aiida_firecrest.transport.backend import usable_direct_download
+from aiida_firecrest.transport.local_archives import safe_extract
 from tests.conftest import make_sync_client
 from tests.remote_files import RemoteFiles, RemotePath
 from tests.transport.conftest import settle
@@ -415,9 +415,9 @@ async def test_tree_in_place_falls_back_if_the_extraction_fails(
 
 
 def test_fresh_directory_knowledge() -> None:
-    from aiida_firecrest.transport import _FreshDirectories
+    from aiida_firecrest.transport.known_directories import FreshDirectories
 
-    fresh = _FreshDirectories()
+    fresh = FreshDirectories()
     assert not fresh.absent('/w/folder/x')
     fresh.created('/w/folder')
     assert fresh.absent('/w/folder/x')

@@ -16,10 +16,10 @@ from typing import Any
 
 from aiida.transports.transport import has_magic
 
-from . import archive
+from ..client.exceptions import AccessDeniedError, FirecrestApiError, FirecrestError
+from ..client.firecrest_client import attributes_of_entry
+from . import local_archives
 from .backend import MISSING, FirecrestBackend, gather
-from .client import attributes_of_entry
-from .errors import AccessDeniedError, FirecrestApiError, FirecrestError
 
 __all__ = (
     'entry_is_dir',
@@ -143,4 +143,4 @@ def preserve_all(root: str, entries: list[dict[str, Any]]) -> None:
         attributes = attributes_of_entry(entry)
         path = os.path.join(root, *str(entry['name']).split('/'))
         if os.path.lexists(path):
-            archive.set_mode_and_time(path, attributes['st_mode'], attributes['st_mtime'])
+            local_archives.set_mode_and_time(path, attributes['st_mode'], attributes['st_mtime'])

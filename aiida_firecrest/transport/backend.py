@@ -2,13 +2,13 @@
 
 :class:`FirecrestBackend` holds the connection (the token, the request budget and the pyfirecrest client), the facts
 about the server (its direct-transfer limit, the user name, cached for the process) and one coroutine per operation,
-with the errors translated to those of :mod:`aiida_firecrest.errors` and their effect on the directories the transport
-created noted in its :class:`~aiida_firecrest.fresh.FreshDirectories`. A file goes up in one request below the
-direct-transfer limit, down in one request below the usable direct-download size (3/4 of that limit: the server checks
-the size of the base64 text), and through the staging area (checked with SHA-256) above them. The transport checks the
-arguments of the AiiDA transport contract and composes these operations, as aiida-core's ``ssh_async`` does with its
-backends; it routes the files that these direct and staged paths cannot carry (see :func:`server_carries`) through
-archives.
+with the errors translated to those of :mod:`aiida_firecrest.client.exceptions` and their effect on the directories the
+transport created noted in its :class:`~aiida_firecrest.transport.known_directories.FreshDirectories`. A file goes up in
+one request below the direct-transfer limit, down in one request below the usable direct-download size (3/4 of that
+limit: the server checks the size of the base64 text), and through the staging area (checked with SHA-256) above them.
+The transport checks the arguments of the AiiDA transport contract and composes these operations, as aiida-core's
+``ssh_async`` does with its backends; it routes the files that these direct and staged paths cannot carry (see
+:func:`server_carries`) through archives.
 """
 
 from __future__ import annotations
@@ -25,18 +25,13 @@ from typing import Any, TypeVar
 
 from aiida.common.exceptions import InvalidOperation
 
-from . import archive
-from .auth import DEFAULT_MIN_TOKEN_VALIDITY, ClientCredentialsAuth, read_client_secret, shared_auth
-from .client import (
-    FACTS,
-    PYFIRECREST_DIRECT_LIMIT,
-    FirecrestClient,
-    decode_listed_name,
-    entry_type,
-    mode_of_entry,
-    ssl_context,
+from ..client.client_credentials import (
+    DEFAULT_MIN_TOKEN_VALIDITY,
+    ClientCredentialsAuth,
+    read_client_secret,
+    shared_auth,
 )
-from .errors import (
+from ..client.exceptions import (
     DIRECT_TRANSFER_REFUSALS,
     AccessDeniedError,
     ChecksumMismatchError,
@@ -48,8 +43,18 @@ from .errors import (
     UnsupportedPathError,
     translate_errors,
 )
-from .fresh import FreshDirectories
-from .ratelimit import shared_budget
+from ..client.firecrest_client import (
+    FACTS,
+    PYFIRECREST_DIRECT_LIMIT,
+    FirecrestClient,
+    decode_listed_name,
+    entry_type,
+    mode_of_entry,
+    ssl_context,
+)
+from ..client.request_budget import shared_budget
+from . import local_archives
+from .known_directories import FreshDirectories
 
 __all__ = (
     'MISSING',
@@ -390,9 +395,9 @@ class FirecrestBackend:
 
     async def entry(self, path: str) -> dict[str, Any] | None:
         """The listing entry of ``path`` (None if it does not exist), from a recent listing of its directory shared
-        with the other operations there (see :class:`~aiida_firecrest.fresh.RecentListings`): one ``ls`` for all the
-        files of a directory. Where the directory cannot be listed, one ``stat`` of ``path`` (its entry then has no
-        ``linkTarget``).
+        with the other operations there (see :class:`~aiida_firecrest.transport.known_directories.RecentListings`): one
+        ``ls`` for all the files of a directory. Where the directory cannot be listed, one ``stat`` of ``path`` (its
+        entry then has no ``linkTarget``).
         """
         directory, name = posixpath.split(path.rstrip('/') or '/')
         if name in ('', '.', '..') or path.endswith('/'):
@@ -643,7 +648,7 @@ class FirecrestBackend:
             with translate_errors(remotepath):
                 return str((await self.client.checksum(self.system, remotepath))['checksum']).lower()
 
-        local_sum, remote_sum = await gather([asyncio.to_thread(archive.sha256_of, localpath), remote()])
+        local_sum, remote_sum = await gather([asyncio.to_thread(local_archives.sha256_of, localpath), remote()])
         if local_sum != remote_sum:
             raise ChecksumMismatchError(
                 f'the SHA-256 of {remotepath} ({remote_sum}) differs from that of {localpath} ({local_sum}) '

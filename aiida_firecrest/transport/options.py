@@ -10,8 +10,8 @@ from typing import Any
 
 from aiida.transports.transport import validate_positive_number
 
-from .auth import validate_client_secret_option as _validate_client_secret
-from .ratelimit import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_REQUESTS_PER_SECOND
+from ..client.client_credentials import validate_client_secret_option as _validate_client_secret
+from ..client.request_budget import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_REQUESTS_PER_SECOND
 
 __all__ = ('AUTH_OPTIONS', 'DEFAULT_ARCHIVE_THRESHOLD', 'DEFAULT_HTTP_TIMEOUT', 'DEFAULT_MAX_CONCURRENCY')
 

@@ -1,6 +1,7 @@
 """Pure functions turning the job answers of the FirecREST v2 compute API into AiiDA's job data.
 
-No I/O here: :mod:`aiida_firecrest.scheduler` fetches the answers through the transport and passes them in.
+No I/O here: :mod:`aiida_firecrest.scheduler.firecrest_scheduler` fetches the answers through the transport and passes
+them in.
 
 * :data:`_MAP_STATUS` maps every Slurm job state, long name (``RUNNING``) and short code (``R``), to a
   :class:`~aiida.schedulers.datastructures.JobState`; it extends aiida-core's ``_MAP_STATUS_SLURM``.

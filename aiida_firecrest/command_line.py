@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .errors import FirecrestConfigurationError
+from .client.exceptions import FirecrestConfigurationError
 
 if TYPE_CHECKING:
     from aiida import orm

@@ -15,12 +15,14 @@ SSH command on the cluster:
 
 Operations FirecREST runs as transfer jobs (``cp``, ``mv``, and the staged transfers) are billed to
 ``billing_account`` and take seconds at least. FirecREST offers no shell, so ``exec_command_wait_async`` raises
-:class:`~aiida_firecrest.errors.FirecrestNotSupportedError` (a ``NotImplementedError``).
+:class:`~aiida_firecrest.client.exceptions.FirecrestNotSupportedError` (a ``NotImplementedError``).
 
 This module holds the contract: what each call means and which operations it takes. The operations themselves (one
-request each, or one direct or staged file transfer) are those of :class:`~aiida_firecrest.backend.FirecrestBackend`;
-:mod:`~aiida_firecrest.listing` resolves patterns and links from listings, :mod:`~aiida_firecrest.server_archive`
-covers the server's ``compress`` and ``extract``, and :mod:`~aiida_firecrest.options` describes the options.
+request each, or one direct or staged file transfer) are those of
+:class:`~aiida_firecrest.transport.backend.FirecrestBackend`;
+:mod:`~aiida_firecrest.transport.listed_paths` resolves patterns and links from listings,
+:mod:`~aiida_firecrest.transport.server_archives` covers the server's ``compress`` and ``extract``, and
+:mod:`~aiida_firecrest.transport.options` describes the options.
 """
 
 from __future__ import annotations
@@ -41,18 +43,7 @@ from typing import Any
 from aiida.common.exceptions import InvalidOperation
 from aiida.transports.transport import AsyncTransport, Transport, TransportPath, has_magic
 
-from . import archive
-from .backend import (
-    FirecrestBackend,
-    check_commands_carry,
-    commands_carry,
-    gather,
-    jobs_carry,
-    server_carries,
-    shell_word_safe,
-)
-from .client import FirecrestClient, attributes_of_entry, attributes_of_stat
-from .errors import (
+from ..client.exceptions import (
     FirecrestConfigurationError,
     FirecrestError,
     FirecrestNotSupportedError,
@@ -64,8 +55,21 @@ from .errors import (
     UnsupportedPathError,
     translate_errors,
 )
-from .fresh import FreshDirectories as _FreshDirectories  # the name it had here, which the tests import
-from .listing import (
+from ..client.firecrest_client import FirecrestClient, attributes_of_entry, attributes_of_stat
+from ..client.request_budget import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_REQUESTS_PER_SECOND
+from ..migration import check_not_legacy
+from . import local_archives
+from .backend import (
+    FirecrestBackend,
+    check_commands_carry,
+    commands_carry,
+    gather,
+    jobs_carry,
+    server_carries,
+    shell_word_safe,
+)
+from .known_directories import FreshDirectories
+from .listed_paths import (
     entry_is_dir,
     entry_size,
     glob_entries,
@@ -74,10 +78,8 @@ from .listing import (
     preserve_all,
     realpath,
 )
-from .migration import check_not_legacy
 from .options import AUTH_OPTIONS, DEFAULT_ARCHIVE_THRESHOLD, DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_CONCURRENCY
-from .ratelimit import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_REQUESTS_PER_SECOND
-from .server_archive import COMPRESSION_OF_FORMAT, compression_of, move_stripped, single_file_pattern
+from .server_archives import COMPRESSION_OF_FORMAT, compression_of, move_stripped, single_file_pattern
 
 __all__ = ('FirecrestTransport',)
 
@@ -124,7 +126,7 @@ class FirecrestTransport(AsyncTransport):
             raise FirecrestConfigurationError(f'invalid option of the firecrest transport: {exc}') from exc
         if self._temp_directory and not self._temp_directory.startswith('/'):
             raise FirecrestConfigurationError(f'temp_directory {self._temp_directory!r} is not an absolute path')
-        self._fresh = _FreshDirectories()
+        self._fresh = FreshDirectories()
         self._backend = FirecrestBackend(
             url=url,
             token_uri=token_uri,
@@ -430,10 +432,10 @@ class FirecrestTransport(AsyncTransport):
         handle, local_archive = tempfile.mkstemp(prefix='aiida-firecrest-', suffix='.tar.gz')
         os.close(handle)
         try:
-            await asyncio.to_thread(archive.create_directories_archive, local_archive, '/'.join(levels))
+            await asyncio.to_thread(local_archives.create_directories_archive, local_archive, '/'.join(levels))
             await self._extract_local_archive(local_archive, base, beside=posixpath.join(base, 'directory'))
         finally:
-            await asyncio.to_thread(archive.unlink_quietly, local_archive)
+            await asyncio.to_thread(local_archives.unlink_quietly, local_archive)
 
     async def rmdir_async(self, path: TransportPath) -> None:
         """Remove the empty directory ``path``: an ``ls`` to check it, then ``rm``.
@@ -842,8 +844,8 @@ class FirecrestTransport(AsyncTransport):
         """Send a local file to the remote path ``remotepath``; one request below the direct-transfer limit.
 
         An empty file (FirecREST's direct upload of no content hangs until the command timeout) or one whose name
-        FirecREST cannot carry (see :func:`~aiida_firecrest.backend.server_carries`) goes inside an archive, extracted
-        by the server: two requests when the name is safe (the archive is uploaded in the file's place), three
+        FirecREST cannot carry (see :func:`~aiida_firecrest.transport.backend.server_carries`) goes inside an archive,
+        extracted by the server: two requests when the name is safe (the archive is uploaded in the file's place), three
         otherwise (uploaded to the temporary directory and removed after).
 
         :param dereference: if False and ``localpath`` is a link, create a remote link with the same target.
@@ -888,7 +890,7 @@ class FirecrestTransport(AsyncTransport):
         handle, local_archive = tempfile.mkstemp(prefix='aiida-firecrest-', suffix='.tar.gz')
         os.close(handle)
         try:
-            await asyncio.to_thread(archive.create_file_archive, localpath, local_archive, name=name)
+            await asyncio.to_thread(local_archives.create_file_archive, localpath, local_archive, name=name)
             if not server_carries(name):
                 entry = await self._backend.entry(remotepath)
                 if entry is not None and entry['type'] == 'd':
@@ -902,7 +904,7 @@ class FirecrestTransport(AsyncTransport):
                 await self.rmtree_async(remotepath)  # the archive, not the file: leave nothing half done
                 raise
         finally:
-            await asyncio.to_thread(archive.unlink_quietly, local_archive)
+            await asyncio.to_thread(local_archives.unlink_quietly, local_archive)
 
     async def _put_link(self, target: str, remotepath: str) -> None:
         """Create the remote link ``remotepath`` to ``target`` exactly (relative, absolute or dangling), replacing a
@@ -912,10 +914,10 @@ class FirecrestTransport(AsyncTransport):
         os.close(handle)
         try:
             name = posixpath.basename(remotepath)
-            await asyncio.to_thread(archive.create_link_archive, local_archive, name=name, target=target)
+            await asyncio.to_thread(local_archives.create_link_archive, local_archive, name=name, target=target)
             await self._extract_local_archive(local_archive, posixpath.dirname(remotepath) or '/', beside=remotepath)
         finally:
-            await asyncio.to_thread(archive.unlink_quietly, local_archive)
+            await asyncio.to_thread(local_archives.unlink_quietly, local_archive)
 
     async def _extract_local_archive(self, local_archive: str, directory: str, *, beside: str) -> None:
         """Upload a local gzip archive to the temporary directory, extract it into the remote ``directory`` and
@@ -965,7 +967,7 @@ class FirecrestTransport(AsyncTransport):
         if self._fresh.absent(remotepath) and await self._puttree_in_place(localpath, remotepath, dereference):
             return
         destination, created = await self._tree_destination(localpath, remotepath)
-        directories, files, links = await asyncio.to_thread(archive.walk_tree, localpath, dereference)
+        directories, files, links = await asyncio.to_thread(local_archives.walk_tree, localpath, dereference)
         awkward = any(
             not server_carries(posixpath.join(destination, *relative.split(os.sep))) for relative in directories + files
         ) or any(os.path.getsize(os.path.join(localpath, relative)) == 0 for relative in files)
@@ -990,14 +992,14 @@ class FirecrestTransport(AsyncTransport):
         try:
             name = posixpath.basename(destination)
             await asyncio.to_thread(
-                archive.create_archive, localpath, local_archive, arcname=name, dereference=dereference
+                local_archives.create_archive, localpath, local_archive, arcname=name, dereference=dereference
             )
             await self._backend.upload(local_archive, destination)
         except PathIsADirectoryError:  # created behind this transport's back: take the usual path
             self._fresh.forget(posixpath.dirname(destination))
             return False
         finally:
-            await asyncio.to_thread(archive.unlink_quietly, local_archive)
+            await asyncio.to_thread(local_archives.unlink_quietly, local_archive)
         try:
             await self._extract(destination, posixpath.dirname(destination), 'gzip')
         except FirecrestError as exc:
@@ -1032,11 +1034,11 @@ class FirecrestTransport(AsyncTransport):
         os.close(handle)
         try:
             await asyncio.to_thread(
-                archive.create_archive, localpath, local_archive, arcname=arcname, dereference=dereference
+                local_archives.create_archive, localpath, local_archive, arcname=arcname, dereference=dereference
             )
             await self._extract_local_archive(local_archive, extract_into, beside=destination)
         finally:
-            await asyncio.to_thread(archive.unlink_quietly, local_archive)
+            await asyncio.to_thread(local_archives.unlink_quietly, local_archive)
 
     async def _upload_temporary(self, localpath: str, remotepath: str) -> None:
         """Upload to the temporary directory, creating it on first use."""
@@ -1141,11 +1143,11 @@ class FirecrestTransport(AsyncTransport):
     ) -> None:
         """Fetch the remote file ``remotepath`` into the local file ``localpath``.
 
-        The size decides the way (see :meth:`~aiida_firecrest.backend.FirecrestBackend.download`): it comes from one
-        ``ls`` of the directory, shared by the ``get`` s there for a few seconds (the engine retrieves a CalcJob's
-        files one after the other, giving no size). Then an empty file costs nothing more, a small one a download,
-        a large one a staged transfer and a checksum; a file whose name FirecREST cannot carry comes inside an archive
-        (``compress``, a download and the removal of the archive).
+        The size decides the way (see :meth:`~aiida_firecrest.transport.backend.FirecrestBackend.download`): it comes
+        from one ``ls`` of the directory, shared by the ``get`` s there for a few seconds (the engine retrieves a
+        CalcJob's files one after the other, giving no size). Then an empty file costs nothing more, a small one a
+        download, a large one a staged transfer and a checksum; a file whose name FirecREST cannot carry comes inside an
+        archive (``compress``, a download and the removal of the archive).
 
         :param dereference: if False and ``remotepath`` is a link, create a local link with the same target.
         :param overwrite: if False, an existing ``localpath`` is an error.
@@ -1181,7 +1183,7 @@ class FirecrestTransport(AsyncTransport):
             mode, size, mtime = int(answer['mode']), int(answer['size']), float(answer['mtime'])
         elif entry['type'] == 'l':
             target = entry.get('linkTarget') or (await self._backend.ls(remotepath))[0]['linkTarget']
-            await asyncio.to_thread(archive.make_link, str(target), localpath)
+            await asyncio.to_thread(local_archives.make_link, str(target), localpath)
             return
         else:
             attributes = attributes_of_entry(entry)
@@ -1193,7 +1195,7 @@ class FirecrestTransport(AsyncTransport):
         else:
             await self._get_through_archive(remotepath, localpath, size)
         if preserve:
-            await asyncio.to_thread(archive.set_mode_and_time, localpath, mode, mtime)
+            await asyncio.to_thread(local_archives.set_mode_and_time, localpath, mode, mtime)
 
     async def _get_through_archive(self, remotepath: str, localpath: str, size: int) -> None:
         """Fetch a file whose name FirecREST cannot carry: the server's ``compress`` selects it with a pattern in
@@ -1217,13 +1219,13 @@ class FirecrestTransport(AsyncTransport):
                 await self._compress_into_temporary(
                     remotepath, remote_archive, dereference=True, match_pattern=single_file_pattern(name)
                 )
-                await self._backend.download(remote_archive, local_archive, archive.archive_size_bound([size]))
+                await self._backend.download(remote_archive, local_archive, local_archives.archive_size_bound([size]))
             finally:
                 await self.rmtree_async(remote_archive)
-            if not await asyncio.to_thread(archive.extract_member, local_archive, name, localpath):
+            if not await asyncio.to_thread(local_archives.extract_member, local_archive, name, localpath):
                 raise PathNotFoundError(errno.ENOENT, f'{remotepath} is not a regular file the server archives', name)
         finally:
-            await asyncio.to_thread(archive.unlink_quietly, local_archive)
+            await asyncio.to_thread(local_archives.unlink_quietly, local_archive)
 
     async def gettree_async(
         self,
@@ -1238,8 +1240,8 @@ class FirecrestTransport(AsyncTransport):
         """Fetch a remote directory to ``localpath`` (created), or into it if it exists (``cp -r``).
 
         One recursive ``ls`` tells the tree; more than ``archive_threshold`` entries, or names FirecREST cannot carry
-        (see :func:`~aiida_firecrest.backend.server_carries`), come as one archive (the server's ``compress``, a
-        download, removal of the archive, and a safe extraction here), fewer file by file, concurrently, with no
+        (see :func:`~aiida_firecrest.transport.backend.server_carries`), come as one archive (the server's ``compress``,
+        a download, removal of the archive, and a safe extraction here), fewer file by file, concurrently, with no
         further ``stat``.
 
         :param dereference: fetch what remote links point to (else recreate the links).
@@ -1267,7 +1269,7 @@ class FirecrestTransport(AsyncTransport):
                 for entry in entries:
                     if entry['type'] == 'l':
                         target = os.path.join(localpath, *str(entry['name']).split('/'))
-                        await asyncio.to_thread(archive.make_link, str(entry['linkTarget']), target)
+                        await asyncio.to_thread(local_archives.make_link, str(entry['linkTarget']), target)
             if preserve:
                 await asyncio.to_thread(preserve_all, localpath, entries)
         else:
@@ -1293,7 +1295,7 @@ class FirecrestTransport(AsyncTransport):
             # afterwards, so that no member can be written through one. Files reached through followed links come as
             # hard links (``tar --dereference``): they become files of their own, as ``shutil.copytree`` makes them.
             await asyncio.to_thread(
-                archive.safe_extract,
+                local_archives.safe_extract,
                 local_archive,
                 localpath,
                 strip_components=1,
@@ -1301,13 +1303,13 @@ class FirecrestTransport(AsyncTransport):
                 copy_hard_links=dereference,
             )
         finally:
-            await asyncio.to_thread(archive.unlink_quietly, local_archive)
+            await asyncio.to_thread(local_archives.unlink_quietly, local_archive)
 
     async def _archive_size(self, entries: list[dict[str, Any]], dereference: bool, remote_archive: str) -> int:
         """The size to plan the download of the server's archive of a listed tree by: a bound from the listing (no
         request), or the archive's ``stat`` when links followed make the listing's sizes incomplete."""
         if not (dereference and any(entry['type'] == 'l' for entry in entries)):
-            return archive.archive_size_bound([entry_size(entry) or 0 for entry in entries])
+            return local_archives.archive_size_bound([entry_size(entry) or 0 for entry in entries])
         return int((await self._backend.stat(remote_archive, dereference=True))['size'])
 
     def _refuse_uncarried_root(self, path: str) -> None:
@@ -1366,7 +1368,7 @@ class FirecrestTransport(AsyncTransport):
             downloads += [entry for entry in links if entry['name'] not in linked_dirs]
         else:
             for entry in links:
-                await asyncio.to_thread(archive.make_link, str(entry['linkTarget']), local(entry))
+                await asyncio.to_thread(local_archives.make_link, str(entry['linkTarget']), local(entry))
         await gather(
             self._get_listed_file(posixpath.join(remotepath, entry['name']), local(entry), entry, True, True, False)
             for entry in downloads

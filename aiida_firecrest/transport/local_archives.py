@@ -21,7 +21,7 @@ import tarfile
 import time
 from pathlib import Path, PurePosixPath
 
-from .errors import UnsafeArchiveError
+from ..client.exceptions import UnsafeArchiveError
 
 __all__ = (
     'archive_size_bound',

@@ -3,8 +3,9 @@
 :class:`FirecrestClient` subclasses :class:`firecrest.v2.AsyncFirecrest` and changes only what the plugin needs:
 
 * its httpx session always has timeouts, and its request hooks pace the requests to the FirecREST API (not those to
-  the S3 presigned URLs of staged transfers) with the process-wide :class:`~aiida_firecrest.ratelimit.RequestBudget`,
-  and hold every request back after a 429 for its ``Retry-After``;
+  the S3 presigned URLs of staged transfers) with the process-wide
+  :class:`~aiida_firecrest.client.request_budget.RequestBudget`, and hold every request back after a 429 for its
+  ``Retry-After``;
 * a 429 is retried a bounded number of times (pyfirecrest retries forever by default);
 * a 401 is retried once with a fresh token (the token may have been revoked or the clock skewed);
 * an idempotent GET is retried a bounded number of times after a 502/503/504 or a dropped connection;
@@ -33,8 +34,8 @@ import httpx
 from firecrest.utilities import parse_retry_after
 from firecrest.v2 import AsyncFirecrest
 
-from .errors import error_from_answer
-from .ratelimit import LoopLocalLock, RequestBudget
+from .exceptions import error_from_answer
+from .request_budget import LoopLocalLock, RequestBudget
 
 __all__ = (
     'FACTS',
@@ -268,7 +269,7 @@ class FirecrestClient(AsyncFirecrest):
 
         pyfirecrest only reports that a transfer job failed; the error log of the job holds the command's message
         (``cp: cannot create regular file '...': No such file or directory``), which
-        :func:`~aiida_firecrest.errors.error_from_answer` turns into the matching exception.
+        :func:`~aiida_firecrest.client.exceptions.error_from_answer` turns into the matching exception.
 
         :param job_info: the answer of the request that started the job.
         :param path: the path the job is about, for the exception.

@@ -19,8 +19,8 @@ It works with the ``firecrest`` transport only, and makes every request through 
 
 The batch script, its job resources and the parsing of the scheduler output are those of aiida-core's Slurm plugin,
 which this plugin composes: :class:`~aiida.schedulers.plugins.slurm.SlurmScheduler` writes the ``#SBATCH`` header and
-parses the detailed job info, that :func:`~aiida_firecrest.scheduler_parsing._build_detailed_job_info` writes in the
-shape of ``sacct --parsable``. The pure parsing of the API's answers is in :mod:`aiida_firecrest.scheduler_parsing`.
+parses the detailed job info, that :func:`~aiida_firecrest.scheduler.job_parsing._build_detailed_job_info` writes in the
+shape of ``sacct --parsable``. The pure parsing of the API's answers is in :mod:`aiida_firecrest.scheduler.job_parsing`.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from aiida.schedulers.datastructures import JobInfo, JobState, JobTemplate
 from aiida.schedulers.plugins.slurm import SlurmJobResource, SlurmScheduler
 from firecrest.FirecrestException import NotImplementedOnAPIversion
 
-from .errors import FirecrestError, translate_errors
-from .scheduler_parsing import _build_detailed_job_info, _parse_job
+from ..client.exceptions import FirecrestError, translate_errors
+from .job_parsing import _build_detailed_job_info, _parse_job
 
 if t.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -48,7 +48,7 @@ if t.TYPE_CHECKING:
     from aiida.engine.processes.exit_code import ExitCode
     from aiida.transports import Transport
 
-    from .transport import FirecrestTransport
+    from ..transport.firecrest_transport import FirecrestTransport
 
 __all__ = ('MISSING_GRACE_SECONDS', 'FirecrestScheduler')
 
@@ -172,7 +172,7 @@ class FirecrestScheduler(Scheduler):
 
         :raises SchedulerError: if ``transport`` is not a FirecREST transport.
         """
-        from .transport import FirecrestTransport
+        from ..transport.firecrest_transport import FirecrestTransport
 
         if not isinstance(transport, FirecrestTransport):
             raise SchedulerError(
@@ -431,8 +431,8 @@ def _calcjob_billing_account() -> str | None:
 def _status_code(exc: BaseException) -> int | None:
     """Return the HTTP status of the FirecREST answer behind ``exc`` (following its causes), or None.
 
-    :param exc: a :class:`SchedulerError` raised from a :class:`~aiida_firecrest.errors.FirecrestError` (whose
-        ``status`` is the answer's), or from a pyfirecrest exception (whose ``responses`` hold the answers).
+    :param exc: a :class:`SchedulerError` raised from a :class:`~aiida_firecrest.client.exceptions.FirecrestError`
+        (whose ``status`` is the answer's), or from a pyfirecrest exception (whose ``responses`` hold the answers).
     """
     seen: set[int] = set()
     current: BaseException | None = exc

@@ -2,7 +2,7 @@
 compressions, the pattern that selects a file whose name FirecREST cannot carry, and the ``strip_components`` that
 ``extract`` lacks.
 
-(:mod:`aiida_firecrest.archive` is the local side.)
+(:mod:`aiida_firecrest.transport.local_archives` is the local side.)
 """
 
 from __future__ import annotations

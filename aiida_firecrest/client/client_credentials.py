@@ -27,8 +27,8 @@ from typing import Any
 
 import httpx
 
-from .errors import FirecrestApiError, FirecrestAuthenticationError, FirecrestConfigurationError, translate_errors
-from .ratelimit import LoopLocalLock
+from .exceptions import FirecrestApiError, FirecrestAuthenticationError, FirecrestConfigurationError, translate_errors
+from .request_budget import LoopLocalLock
 
 __all__ = (
     'DEFAULT_MIN_TOKEN_VALIDITY',
@@ -255,7 +255,7 @@ class ClientCredentialsAuth:
                 self._token = None
 
     async def _fetch(self) -> str:
-        from .client import ssl_context
+        from .firecrest_client import ssl_context
 
         with self._state_lock:
             secret = self._secret
