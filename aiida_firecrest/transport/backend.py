@@ -8,7 +8,7 @@ one request below the direct-transfer limit, down in one request below the usabl
 limit: the server checks the size of the base64 text), and through the staging area (checked with SHA-256) above them.
 The transport checks the arguments of the AiiDA transport contract and composes these operations, as aiida-core's
 ``ssh_async`` does with its backends; it routes the files that these direct and staged paths cannot carry (see
-:func:`server_carries`) through archives.
+:func:`~aiida_firecrest.transport.carried_names.server_carries`) through archives.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import errno
 import logging
 import os
 import posixpath
-import re
+import stat
 from collections.abc import Awaitable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,29 +43,18 @@ from ..client.exceptions import (
     UnsupportedPathError,
     translate_errors,
 )
-from ..client.firecrest_client import (
-    FACTS,
-    PYFIRECREST_DIRECT_LIMIT,
-    FirecrestClient,
-    decode_listed_name,
-    entry_type,
-    mode_of_entry,
-    ssl_context,
-)
+from ..client.firecrest_client import PYFIRECREST_DIRECT_LIMIT, FirecrestClient, ssl_context
 from ..client.request_budget import shared_budget
+from ..client.server_facts import FACTS
 from . import local_archives
+from .carried_names import check_commands_carry, check_jobs_carry, commands_carry, jobs_carry, shell_word_safe
+from .file_attributes import decode_listed_name, entry_type, mode_of_entry
 from .known_directories import FreshDirectories
 
 __all__ = (
     'MISSING',
     'FirecrestBackend',
-    'check_commands_carry',
-    'check_jobs_carry',
-    'commands_carry',
     'gather',
-    'jobs_carry',
-    'server_carries',
-    'shell_word_safe',
     'usable_direct_download',
 )
 
@@ -76,76 +65,8 @@ T = TypeVar('T')
 MISSING = (PathNotFoundError, PathNotADirectoryError)
 """What a ``stat`` or ``ls`` raises for a path that does not exist (a component may be a file)."""
 
-_UNCARRIED = re.compile(r'[\'"&<>\\\s\x00-\x1f\x7f]')
-"""Characters of a name that some path of FirecREST cannot carry: ``'`` ends the single quotes around paths in the
-server's commands; ``"&'<>`` arrive HTML-escaped in the scripts of transfer jobs (staged transfers, ``mv``...);
-whitespace breaks the server's parsing of ``sha256sum`` (the checksum of a staged transfer); ``"``, ``\\`` and control
-characters are percent-encoded by httpx in the file name of a multipart upload; a ``\\`` also comes back prefixed in
-``sha256sum``'s answer and ambiguous in listings."""
-
 _MAX_LINKS = 40
 """Links followed while resolving a path before it counts as a cycle (as the kernel's ``ELOOP``)."""
-
-_UNSAFE_SHELL_WORD = re.compile(r'[^\w./+,=@%:~-]')
-"""Characters that a path given unquoted to a shell may not hold (``compress`` with a pattern ``cd`` s into the parent
-of its source without quotes)."""
-
-
-_HTML_ESCAPED = re.compile(r'[\'"&<>]')
-"""Characters that the HTML autoescaping of the transfer-job scripts replaces (``'`` by ``&#39;``...)."""
-
-
-def commands_carry(path: str) -> bool:
-    """Whether the server's commands (``ops`` requests) carry ``path`` unchanged: they put it inside single quotes
-    without escaping, so a ``'`` ends the quotes."""
-    return "'" not in path
-
-
-def jobs_carry(path: str) -> bool:
-    """Whether the scripts of transfer jobs (``cp``, ``mv``, the ``rm``/``compress``/``extract`` fallbacks, staged
-    transfers) carry ``path`` unchanged: they HTML-escape ``"&'<>`` and put it inside single quotes."""
-    return not _HTML_ESCAPED.search(path)
-
-
-def check_commands_carry(doing: str, *paths: str) -> None:
-    """Refuse, before anything is sent, to give the server's commands a path holding a ``'``.
-
-    :param doing: what was asked, for the message (e.g. ``'remove'``).
-    :raises UnsupportedPathError: naming the path and the limitation.
-    """
-    for path in paths:
-        if not commands_carry(path):
-            raise UnsupportedPathError(
-                f'FirecREST cannot {doing} {path!r}: its commands put paths inside single quotes without escaping '
-                "them, so the ' in it would end the quotes (and its transfer jobs would get it HTML-escaped as &#39;, "
-                'naming another file); nothing was sent'
-            )
-
-
-def check_jobs_carry(doing: str, *paths: str) -> None:
-    """Refuse, before anything is sent, to give a transfer job a path that its script would HTML-escape.
-
-    :param doing: what was asked, for the message (e.g. ``'copy'``).
-    :raises UnsupportedPathError: naming the path, the character and the limitation.
-    """
-    for path in paths:
-        found = _HTML_ESCAPED.search(path)
-        if found:
-            raise UnsupportedPathError(
-                f'FirecREST cannot {doing} {path!r} in a transfer job: its job scripts HTML-escape the '
-                f'{found.group()!r} in it, so the job would act on another name; nothing was sent'
-            )
-
-
-def server_carries(name: str) -> bool:
-    """Whether every path of FirecREST (its commands, transfer jobs, checksums, multipart uploads) carries the file
-    name ``name`` unchanged; a file whose name it does not carry travels inside an archive."""
-    return not _UNCARRIED.search(name)
-
-
-def shell_word_safe(path: str) -> bool:
-    """Whether ``path`` stays one word, unchanged, when a shell reads it unquoted."""
-    return not _UNSAFE_SHELL_WORD.search(path)
 
 
 def usable_direct_download(limit: int) -> int:
@@ -339,6 +260,11 @@ class FirecrestBackend:
             return await self._mode_from_listing(path, dereference=dereference)
         answer = await self.stat_or_none(path, dereference=dereference)
         return None if answer is None else int(answer['mode'])
+
+    async def is_dir(self, path: str) -> bool:
+        """Whether ``path`` is a directory or a link to one (False if it does not exist); one ``stat``."""
+        mode = await self.mode(path)
+        return mode is not None and stat.S_ISDIR(mode)
 
     async def _mode_from_listing(self, path: str, *, dereference: bool, links_followed: int = 0) -> int | None:
         entry = await self.entry(path)

@@ -17,9 +17,9 @@ from typing import Any
 from aiida.transports.transport import has_magic
 
 from ..client.exceptions import AccessDeniedError, FirecrestApiError, FirecrestError
-from ..client.firecrest_client import attributes_of_entry
 from . import local_archives
 from .backend import MISSING, FirecrestBackend, gather
+from .file_attributes import attributes_of_entry
 
 __all__ = (
     'entry_is_dir',

@@ -10,7 +10,8 @@ from __future__ import annotations
 import posixpath
 import re
 
-from .backend import FirecrestBackend, check_jobs_carry, gather
+from .backend import FirecrestBackend, gather
+from .carried_names import check_jobs_carry
 
 __all__ = ('COMPRESSION_OF_FORMAT', 'compression_of', 'move_stripped', 'single_file_pattern')
 

@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 
 from aiida_firecrest.client.exceptions import UnsupportedPathError
-from aiida_firecrest.client.firecrest_client import decode_listed_name
 from aiida_firecrest.transport import known_directories as fresh
-from aiida_firecrest.transport.backend import (
+from aiida_firecrest.transport.carried_names import (
     check_commands_carry,
     check_jobs_carry,
     commands_carry,
@@ -24,6 +23,7 @@ from aiida_firecrest.transport.backend import (
     server_carries,
     shell_word_safe,
 )
+from aiida_firecrest.transport.file_attributes import decode_listed_name
 from aiida_firecrest.transport.known_directories import FreshDirectories, RecentListings
 from aiida_firecrest.transport.local_archives import create_archive, create_directories_archive, safe_extract
 

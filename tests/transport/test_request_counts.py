@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from aiida_firecrest.client.firecrest_client import FACTS
+from aiida_firecrest.client.server_facts import FACTS
 from aiida_firecrest.transport.backend import usable_direct_download
 from tests.transport.contract_helpers import build_tree
 

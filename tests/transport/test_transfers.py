@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from aiida_firecrest.client.exceptions import ChecksumMismatchError, FirecrestApiError, UnsafeArchiveError
-from aiida_firecrest.client.firecrest_client import FACTS
+from aiida_firecrest.client.server_facts import FACTS
 from aiida_firecrest.transport.backend import usable_direct_download
 from aiida_firecrest.transport.local_archives import safe_extract
 from tests.conftest import make_sync_client
@@ -335,7 +335,7 @@ async def test_gettree_refuses_a_hostile_archive_from_the_server(
         async def compress(source: str, target: str, dereference: bool) -> None:
             await transport.putfile_async(hostile, target)
 
-        transport._compress_into_temporary = compress
+        transport._routes.compress_into_temporary = compress
         with pytest.raises(UnsafeArchiveError):
             await transport.gettree_async(remote / 'tree', tmp_path / 'local' / 'target')
     assert not (tmp_path / 'escape.txt').exists()
@@ -399,7 +399,7 @@ async def test_tree_in_place_falls_back_if_the_extraction_fails(
     source = build_tree(tmp_path / 'tree', {'a.txt': 'a', 'sub/b.txt': 'b'})
     async with firecrest_transport() as transport:
         await transport.mkdir_async(remote / 'folder')
-        extract = transport._extract
+        extract = transport._routes.extract
         calls = []
 
         async def failing_once(source: str, destination: str, compression: str) -> None:
@@ -408,7 +408,7 @@ async def test_tree_in_place_falls_back_if_the_extraction_fails(
                 raise FirecrestApiError('tar: Cannot mkdir: File exists')
             await extract(source, destination, compression)
 
-        monkeypatch.setattr(transport, '_extract', failing_once)
+        monkeypatch.setattr(transport._routes, 'extract', failing_once)
         await transport.put_async(source, remote / 'folder' / 'tree')
     assert remote_files.snapshot(remote / 'folder' / 'tree') == snapshot(source)
     assert remote_files.listdir(remote / 'folder') == ['tree']
