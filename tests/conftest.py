@@ -7,52 +7,35 @@ reason: those that ask for ``local_server`` (or ``slurm_server``, ``any_backend_
 ``@pytest.mark.local_server(reason=...)``. Everything else reaches the server under test only through
 ``firecrest_config``/``server_config`` and looks at its files through ``remote_files``, and so runs against either.
 
-Write ``--firecrest-config=FILE``, or name test paths (``pytest --firecrest-config FILE tests``): the option comes from
-this conftest, which pytest reads after its first look at the arguments, so a bare ``--firecrest-config FILE`` makes it
-take ``FILE`` for the test path (and fail on the unknown option).
+The option and the generic fixtures come from aiida-firecrest's pytest plugin (:mod:`aiida_firecrest.pytest_plugin`,
+loaded through its ``pytest11`` entry point): ``firecrest_external_config``, ``firecrest_server``,
+``firecrest_slurm_server``, ``firecrest_config`` and ``firecrest_computer``. This conftest names the first three as
+the suite has always called them (``external_config``, ``local_server``, ``slurm_server``) and adds what only this
+suite needs.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
 import ssl
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import firecrest
 import pytest
 from firecrest.v2 import AsyncFirecrest, Firecrest
 
-from aiida_firecrest.server import LocalFirecrest, ServerSettings
+from aiida_firecrest.pytest_plugin import CONFIG_OPTION
+from aiida_firecrest.server import LocalFirecrest
 from tests.openapi_contract import ResponseValidator
 from tests.remote_files import ClientFiles, DiskFiles, RemoteFiles
 
-pytest_plugins = ['aiida.tools.pytest_fixtures']
+pytest_plugins = ['aiida.tools.pytest_fixtures', 'pytester']
 
-REQUIRE_SLURM_ENV = 'FIRECREST_REQUIRE_SLURM'
 REQUIRE_RABBITMQ_ENV = 'FIRECREST_REQUIRE_RABBITMQ'
 RABBITMQ_ADDRESS = ('127.0.0.1', 5672)
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        '--firecrest-config',
-        metavar='FILE',
-        default=None,
-        help='run against the FirecREST v2 deployment described by this JSON file instead of the local server '
-        '(write --firecrest-config=FILE unless test paths follow)',
-    )
-
-
-TEST_COMMAND_TIMEOUT = 2.0
-"""The command timeout of the test suite's local servers, in seconds: the real server's 20 s, shortened so that the
-requests that hang until it (large direct downloads, empty direct uploads) keep the tests fast."""
 
 LOCAL_SERVER_REASON = 'needs the local server (fault switches, request log, backend choice)'
 """Why a test that needs the embedded local server skips against ``--firecrest-config``, unless it says more."""
@@ -60,32 +43,13 @@ LOCAL_SERVER_REASON = 'needs the local server (fault switches, request log, back
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Against ``--firecrest-config``, skip the tests marked ``local_server``, with the reason of the marker if any."""
-    if config.getoption('--firecrest-config') is None:
+    if config.getoption(CONFIG_OPTION) is None:
         return
     for item in items:
         marker = item.get_closest_marker('local_server')
         if marker is not None:
             reason = marker.kwargs.get('reason') or (marker.args[0] if marker.args else LOCAL_SERVER_REASON)
-            item.add_marker(pytest.mark.skip(reason=f'--firecrest-config: {reason}'))
-
-
-def slurm_available() -> bool:
-    """Whether a Slurm controller answers on this machine."""
-    if shutil.which('sbatch') is None:
-        return False
-    try:
-        return subprocess.run(['sinfo', '-h'], capture_output=True, timeout=10, check=False).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def require_slurm() -> None:
-    """Skip the calling test without Slurm, or fail it if ``$FIRECREST_REQUIRE_SLURM`` says Slurm must be there."""
-    if slurm_available():
-        return
-    if os.environ.get(REQUIRE_SLURM_ENV):
-        pytest.fail(f'${REQUIRE_SLURM_ENV} is set but no Slurm controller answers (run .ci/setup-slurm.sh)')
-    pytest.skip('no Slurm controller answers on this machine')
+            item.add_marker(pytest.mark.skip(reason=f'{CONFIG_OPTION}: {reason}'))
 
 
 def rabbitmq_available() -> bool:
@@ -120,43 +84,26 @@ def broker_profile(aiida_profile: Any) -> Any:
 
 
 @pytest.fixture(scope='session')
-def external_config(request: pytest.FixtureRequest) -> dict[str, Any] | None:
+def external_config(firecrest_external_config: dict[str, Any] | None) -> dict[str, Any] | None:
     """The client configuration given with ``--firecrest-config``, or None for the local server."""
-    path = request.config.getoption('--firecrest-config')
-    if path is None:
-        return None
-    return json.loads(Path(path).read_text())
+    return firecrest_external_config
 
 
 @pytest.fixture(scope='session')
-def local_server(
-    external_config: dict[str, Any] | None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalFirecrest]:
+def local_server(firecrest_server: LocalFirecrest) -> LocalFirecrest:
     """The embedded local server with the ``local`` job backend and S3 staging; skips against a real deployment.
 
     It behaves like the real server (:class:`~aiida_firecrest.server.RealismSettings`), with a command timeout of
-    :data:`TEST_COMMAND_TIMEOUT`.
+    :data:`~aiida_firecrest.pytest_plugin.COMMAND_TIMEOUT`.
     """
-    if external_config is not None:
-        pytest.skip(f'--firecrest-config: {LOCAL_SERVER_REASON}')
-    root = tmp_path_factory.mktemp('local-root')
-    with LocalFirecrest(ServerSettings(roots=[root], command_timeout=TEST_COMMAND_TIMEOUT)) as server:
-        yield server
+    return firecrest_server
 
 
 @pytest.fixture(scope='session')
-def slurm_server(
-    external_config: dict[str, Any] | None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalFirecrest]:
-    """A local server whose job backend is the machine's real Slurm."""
-    if external_config is not None:
-        pytest.skip(f'--firecrest-config: {LOCAL_SERVER_REASON}')
-    require_slurm()
-    root = tmp_path_factory.mktemp('slurm-root')
-    root.chmod(0o755)
-    settings = ServerSettings(roots=[root], scheduler='slurm', command_timeout=TEST_COMMAND_TIMEOUT)
-    with LocalFirecrest(settings) as server:
-        yield server
+def slurm_server(firecrest_slurm_server: LocalFirecrest) -> LocalFirecrest:
+    """A local server whose job backend is the machine's real Slurm (skips without one, fails instead if
+    ``$FIRECREST_REQUIRE_SLURM`` is set)."""
+    return firecrest_slurm_server
 
 
 @pytest.fixture(params=['local', pytest.param('slurm', marks=pytest.mark.slurm)])
@@ -190,14 +137,6 @@ def server_config(
         return external_config
     server: LocalFirecrest = request.getfixturevalue(f'{job_backend}_server')
     return server.client_config()
-
-
-@pytest.fixture(scope='session')
-def firecrest_config(external_config: dict[str, Any] | None, request: pytest.FixtureRequest) -> dict[str, Any]:
-    """What a client needs to reach the server under test (the keys of ``serve --config-out``)."""
-    if external_config is not None:
-        return external_config
-    return request.getfixturevalue('local_server').client_config()
 
 
 @pytest.fixture(scope='session')

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from aiida_firecrest.pytest_plugin import require_slurm
 from aiida_firecrest.server import ServerSettings
 from aiida_firecrest.server.errors import ApiError
 from aiida_firecrest.server.jobs import JobSpec, SlurmBackend, create_backend
@@ -22,7 +23,6 @@ from aiida_firecrest.server.jobs.slurm import (
     parse_scontrol,
     parse_squeue,
 )
-from tests.conftest import require_slurm
 from tests.server.conftest import async_wait_until
 
 USER = pwd.getpwuid(os.getuid()).pw_name
