@@ -7,30 +7,28 @@ It works with the ``firecrest`` transport only, and makes every request through 
   overrides the script's own. The script says which account pays: the CalcJob's ``account`` option, else the
   computer's ``billing_account`` (see :meth:`FirecrestScheduler._get_submit_script_header`).
 * ``get_jobs``: ONE ``GET /compute/{system}/jobs`` for all the jobs that AiiDA asks about. A job missing from the
-  answer is done (AiiDA then retrieves it), unless this process knows it unfinished (it submitted it, or a poll
-  reported it pending or running) and it has been missing for less than :data:`MISSING_GRACE_SECONDS`: FirecREST
-  leaves out a job it has just submitted (pyfirecrest#199) and, for a few seconds, one that has just ended. Such a job
-  is reported as last listed (queued if never listed) until the list reports it again, finished with its record.
+  answer is done (AiiDA then retrieves it), unless this process knows it unfinished (it submitted it, or a poll reported
+  it pending or running) and it has been missing for less than
+  :data:`~aiida_firecrest.scheduler.job_records.MISSING_GRACE_SECONDS`: FirecREST leaves out a job it has just submitted
+  (pyfirecrest#199) and, for a few seconds, one that has just ended. Such a job is reported as last listed (queued if
+  never listed) until the list reports it again, finished with its record.
 * ``kill_job``: ``DELETE /compute/{system}/jobs/{jobid}``; a job that has ended or that FirecREST does not know
   cannot be cancelled (the real server answers 500): that is reported as a failed cancellation, not raised.
 * ``get_detailed_job_info``: what the last poll learnt of the finished job, if it saw it finished (no request), else
   ``GET /compute/{system}/jobs/{jobid}``. The engine creates a new scheduler for every operation, so finished jobs are
-  also remembered process-wide, keyed by (FirecREST URL, system, job id).
+  remembered process-wide (:mod:`~aiida_firecrest.scheduler.job_records`), keyed by (FirecREST URL, system, job id),
+  for :data:`~aiida_firecrest.scheduler.job_records.FINISHED_MAX_AGE_SECONDS` and until the id is submitted or listed
+  unfinished again (a server may reuse job ids).
 
 The batch script, its job resources and the parsing of the scheduler output are those of aiida-core's Slurm plugin,
 which this plugin composes: :class:`~aiida.schedulers.plugins.slurm.SlurmScheduler` writes the ``#SBATCH`` header and
-parses the detailed job info, that :func:`~aiida_firecrest.scheduler.job_parsing._build_detailed_job_info` writes in the
+parses the detailed job info, that :func:`~aiida_firecrest.scheduler.job_parsing.build_detailed_job_info` writes in the
 shape of ``sacct --parsable``. The pure parsing of the API's answers is in :mod:`aiida_firecrest.scheduler.job_parsing`.
 """
 
 from __future__ import annotations
 
-import collections
-import copy
-import dataclasses
 import posixpath
-import threading
-import time
 import typing as t
 
 from aiida.common.exceptions import FeatureNotAvailable, NotExistent
@@ -40,7 +38,8 @@ from aiida.schedulers.plugins.slurm import SlurmJobResource, SlurmScheduler
 from firecrest.FirecrestException import NotImplementedOnAPIversion
 
 from ..client.exceptions import FirecrestError, translate_errors
-from .job_parsing import _build_detailed_job_info, _parse_job
+from .job_parsing import build_detailed_job_info, parse_job
+from .job_records import RECORDS, JobKey
 
 if t.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -50,105 +49,7 @@ if t.TYPE_CHECKING:
 
     from ..transport.firecrest_transport import FirecrestTransport
 
-__all__ = ('MISSING_GRACE_SECONDS', 'FirecrestScheduler')
-
-MISSING_GRACE_SECONDS = 60.0
-"""How long a job that this process knows to be unfinished may be missing from FirecREST's jobs list before it is taken
-as done. FirecREST may not list a job it has just submitted (pyfirecrest#199), nor, for about 4 s, one that has just
-ended (its jobs list merges ``squeue`` and ``sacct``, and the accounting lags the controller)."""
-
-RECORDS_SIZE = 10_000
-"""How many finished jobs, and how many unfinished ones, the process remembers (the oldest are forgotten first)."""
-
-_CacheKey = tuple[str, str, str]
-"""(FirecREST URL, system name, job id)"""
-
-
-@dataclasses.dataclass
-class _Unfinished:
-    """A job that this process knows to be unfinished: submitted by it, or reported pending or running by a poll."""
-
-    info: JobInfo | None
-    """What the last poll reported; None if no poll has reported the job yet."""
-    missing_since: float | None
-    """When the job went missing from the jobs list (``time.monotonic()``): its submission if no poll has reported it
-    yet; None while the polls report it."""
-
-
-def _bounded_put(records: collections.OrderedDict[_CacheKey, t.Any], key: _CacheKey, value: t.Any) -> None:
-    """Put ``value`` at ``key`` as the newest entry, forgetting the oldest beyond :data:`RECORDS_SIZE`."""
-    records[key] = value
-    records.move_to_end(key)
-    while len(records) > RECORDS_SIZE:
-        records.popitem(last=False)
-
-
-class _ProcessJobRecords:
-    """What this process knows of the jobs it polls, shared by every scheduler instance (the engine makes a new one for
-    every operation): the finished jobs that FirecREST reported, and the jobs known to be unfinished."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._finished: collections.OrderedDict[_CacheKey, dict[str, t.Any]] = collections.OrderedDict()
-        self._unfinished: collections.OrderedDict[_CacheKey, _Unfinished] = collections.OrderedDict()
-
-    def submitted(self, key: _CacheKey) -> None:
-        """Record a job that this process has just submitted."""
-        with self._lock:
-            _bounded_put(self._unfinished, key, _Unfinished(info=None, missing_since=time.monotonic()))
-
-    def reported(self, key: _CacheKey, info: JobInfo, job: dict[str, t.Any]) -> None:
-        """Record what FirecREST reported of a job: ``info``, parsed from its answer ``job``."""
-        with self._lock:
-            if info.job_state is JobState.DONE:
-                self._unfinished.pop(key, None)
-                _bounded_put(self._finished, key, job)
-            else:
-                _bounded_put(self._unfinished, key, _Unfinished(info=info, missing_since=None))
-
-    def finished(self, key: _CacheKey) -> dict[str, t.Any] | None:
-        """Return FirecREST's answer of a finished job, if it reported the job finished."""
-        with self._lock:
-            return self._finished.get(key)
-
-    def missing(self, key: _CacheKey) -> JobInfo | None:
-        """Return what to report of a job missing from the jobs list: None (it is done) unless it is known unfinished
-        and has been missing for less than :data:`MISSING_GRACE_SECONDS`; then its last reported info, or ``QUEUED``
-        if no poll has reported it yet."""
-        now = time.monotonic()
-        with self._lock:
-            record = self._unfinished.get(key)
-            if record is None:
-                return None
-            if record.missing_since is None:
-                record.missing_since = now
-            if now - record.missing_since > MISSING_GRACE_SECONDS:
-                del self._unfinished[key]
-                return None
-        return _stand_in(key[2], record.info)
-
-    def clear(self) -> None:
-        """Forget everything (as a new process)."""
-        with self._lock:
-            self._finished.clear()
-            self._unfinished.clear()
-
-
-def _stand_in(job_id: str, last: JobInfo | None) -> JobInfo:
-    """Return the info reported for a known unfinished job that the jobs list leaves out: as last reported, or
-    ``QUEUED`` if never reported (FirecREST does not list it yet)."""
-    if last is None:
-        info = JobInfo()
-        info.job_id = job_id
-        info.job_state = JobState.QUEUED
-        info.annotation = 'submitted moments ago; FirecREST does not list it yet'
-        return info
-    info = copy.copy(last)
-    info.annotation = 'missing from the FirecREST jobs list for now; as last listed'
-    return info
-
-
-_RECORDS = _ProcessJobRecords()
+__all__ = ('FirecrestScheduler',)
 
 
 class FirecrestScheduler(Scheduler):
@@ -163,7 +64,6 @@ class FirecrestScheduler(Scheduler):
     def __init__(self) -> None:
         super().__init__()
         self._slurm = SlurmScheduler()
-        self._finished: dict[str, dict[str, t.Any]] = {}
 
     # The transport
 
@@ -199,7 +99,7 @@ class FirecrestScheduler(Scheduler):
         except (FirecrestError, NotImplementedOnAPIversion, OSError, ValueError) as exc:
             raise SchedulerError(f'FirecREST could not {what}: {exc}') from exc
 
-    def _key(self, job_id: str) -> _CacheKey:
+    def _key(self, job_id: str) -> JobKey:
         """Return the process-wide key of a job of the transport's FirecREST system."""
         transport = self._firecrest
         return (str(transport.url), transport.compute_resource, str(job_id))
@@ -280,7 +180,7 @@ class FirecrestScheduler(Scheduler):
             job_id = str(answer['jobId'])
         except (KeyError, TypeError) as exc:
             raise SchedulerError(f'FirecREST answered the submission of {script} without a job id: {answer!r}') from exc
-        _RECORDS.submitted(self._key(job_id))
+        RECORDS.submitted(self._key(job_id))
         self.logger.info(f'submitted {script} as job {job_id}')
         return job_id
 
@@ -300,10 +200,11 @@ class FirecrestScheduler(Scheduler):
         """Return the user's jobs, or those of ``jobs`` that FirecREST still reports, with ONE request.
 
         A job of ``jobs`` missing from the answer is left out (AiiDA takes it as done), unless this process knows it
-        unfinished and it has been missing for less than :data:`MISSING_GRACE_SECONDS` (FirecREST leaves out a job just
-        submitted, and for a few seconds one just ended): that one is reported as last listed, ``QUEUED`` if never
-        listed, so that AiiDA polls again and learns the end from the list, with the job's final record. A finished job
-        is remembered for :meth:`get_detailed_job_info`.
+        unfinished and it has been missing for less than
+        :data:`~aiida_firecrest.scheduler.job_records.MISSING_GRACE_SECONDS` (FirecREST leaves out a job just submitted,
+        and for a few seconds one just ended): that one is reported as last listed, ``QUEUED`` if never listed, so that
+        AiiDA polls again and learns the end from the list, with the job's final record. A finished job is remembered
+        for :meth:`get_detailed_job_info`.
 
         :calls: ``GET /compute/{system}/jobs``
         :param jobs: the ids of the jobs to report; all of the user's jobs if None.
@@ -321,7 +222,7 @@ class FirecrestScheduler(Scheduler):
         found: dict[str, JobInfo] = {}
         for job in answer or []:
             try:
-                info = _parse_job(job)
+                info = parse_job(job)
             except (ValueError, TypeError, AttributeError) as exc:
                 self.logger.warning(f'skipping a job that FirecREST reported in an unexpected shape: {exc}')
                 continue
@@ -332,12 +233,10 @@ class FirecrestScheduler(Scheduler):
             if info.job_state is JobState.UNDETERMINED:
                 self.logger.warning(f'unknown state {info.job_substate!r} of job {info.job_id}')
             found[info.job_id] = info
-            _RECORDS.reported(self._key(info.job_id), info, dict(job))
-            if info.job_state is JobState.DONE:
-                self._finished[info.job_id] = dict(job)
+            RECORDS.reported(self._key(info.job_id), info, dict(job))
 
         for job_id in wanted or []:
-            if job_id not in found and (stand_in := _RECORDS.missing(self._key(job_id))) is not None:
+            if job_id not in found and (stand_in := RECORDS.missing(self._key(job_id))) is not None:
                 self.logger.info(f'job {job_id} is missing from the FirecREST jobs list: {stand_in.annotation}')
                 found[job_id] = stand_in
 
@@ -384,7 +283,7 @@ class FirecrestScheduler(Scheduler):
         :raises SchedulerError: if FirecREST cannot be reached or fails otherwise.
         """
         job_id = str(job_id)
-        job = self._finished.get(job_id) or _RECORDS.finished(self._key(job_id))
+        job = RECORDS.finished(self._key(job_id))
         if job is None:
             transport = self._firecrest
             try:
@@ -400,11 +299,8 @@ class FirecrestScheduler(Scheduler):
             if not matching:
                 return {'retval': 1, 'stdout': '', 'stderr': f'FirecREST did not report job {job_id}: {answer!r}'}
             job = dict(matching[0])
-            info = _parse_job(job)
-            _RECORDS.reported(self._key(job_id), info, job)
-            if info.job_state is JobState.DONE:
-                self._finished[job_id] = job
-        return _build_detailed_job_info(job)
+            RECORDS.reported(self._key(job_id), parse_job(job), job)
+        return build_detailed_job_info(job)
 
 
 def _calcjob_billing_account() -> str | None:

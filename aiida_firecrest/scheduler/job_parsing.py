@@ -3,13 +3,13 @@
 No I/O here: :mod:`aiida_firecrest.scheduler.firecrest_scheduler` fetches the answers through the transport and passes
 them in.
 
-* :data:`_MAP_STATUS` maps every Slurm job state, long name (``RUNNING``) and short code (``R``), to a
+* :data:`MAP_STATUS` maps every Slurm job state, long name (``RUNNING``) and short code (``R``), to a
   :class:`~aiida.schedulers.datastructures.JobState`; it extends aiida-core's ``_MAP_STATUS_SLURM``.
-* :func:`_parse_state` reads the ``status`` of a job (state plus reason: a pending job held by the user is
+* :func:`parse_state` reads the ``status`` of a job (state plus reason: a pending job held by the user is
   ``QUEUED_HELD``, as in aiida-core's Slurm plugin).
-* :func:`_parse_job` turns one ``JobModel`` dict (``GET /compute/{system}/jobs``) into a
+* :func:`parse_job` turns one ``JobModel`` dict (``GET /compute/{system}/jobs``) into a
   :class:`~aiida.schedulers.datastructures.JobInfo`.
-* :func:`_build_detailed_job_info` turns it into the detailed job info that AiiDA stores on the node: the fields of
+* :func:`build_detailed_job_info` turns it into the detailed job info that AiiDA stores on the node: the fields of
   ``sacct --parsable``, which is what ``SlurmScheduler.parse_output`` reads, plus the answer itself.
 """
 
@@ -23,16 +23,16 @@ from aiida.schedulers.datastructures import JobInfo, JobState
 from aiida.schedulers.plugins.slurm import _MAP_STATUS_SLURM
 
 __all__ = (
-    '_HELD_REASONS',
-    '_MAP_STATUS',
-    '_SHORT_STATE_NAMES',
-    '_build_detailed_job_info',
-    '_canonical_state',
-    '_parse_job',
-    '_parse_state',
+    'HELD_REASONS',
+    'MAP_STATUS',
+    'SHORT_STATE_NAMES',
+    'build_detailed_job_info',
+    'canonical_state',
+    'parse_job',
+    'parse_state',
 )
 
-_SHORT_STATE_NAMES: dict[str, str] = {
+SHORT_STATE_NAMES: dict[str, str] = {
     'BF': 'BOOT_FAIL',
     'CA': 'CANCELLED',
     'CD': 'COMPLETED',
@@ -78,15 +78,15 @@ _MAP_STATUS_EXTRA: dict[str, JobState] = {
 }
 """The states that aiida-core's ``_MAP_STATUS_SLURM`` does not know, by long name."""
 
-_MAP_STATUS: dict[str, JobState] = {
+MAP_STATUS: dict[str, JobState] = {
     **_MAP_STATUS_SLURM,
-    **{long: _MAP_STATUS_SLURM[short] for short, long in _SHORT_STATE_NAMES.items() if short in _MAP_STATUS_SLURM},
+    **{long: _MAP_STATUS_SLURM[short] for short, long in SHORT_STATE_NAMES.items() if short in _MAP_STATUS_SLURM},
     **_MAP_STATUS_EXTRA,
-    **{short: _MAP_STATUS_EXTRA[long] for short, long in _SHORT_STATE_NAMES.items() if long in _MAP_STATUS_EXTRA},
+    **{short: _MAP_STATUS_EXTRA[long] for short, long in SHORT_STATE_NAMES.items() if long in _MAP_STATUS_EXTRA},
 }
 """Every Slurm job state, long name and short code, to AiiDA's :class:`JobState`."""
 
-_HELD_REASONS = frozenset(('Dependency', 'JobHeldUser', 'JobHeldAdmin', 'BeginTime'))
+HELD_REASONS = frozenset(('Dependency', 'JobHeldUser', 'JobHeldAdmin', 'BeginTime'))
 """The reasons that make a pending job ``QUEUED_HELD``: the list of aiida-core's Slurm plugin."""
 
 _FLAG_PRECEDENCE = (
@@ -132,7 +132,7 @@ _SACCT_FIELDS = (
 """The ``sacct`` fields written in the detailed job info, in this order."""
 
 
-def _canonical_state(raw: str | t.Sequence[str] | None) -> str:
+def canonical_state(raw: str | t.Sequence[str] | None) -> str:
     """Return the long Slurm name of a job state as FirecREST reports it.
 
     The state may be a long name or a short code, followed by details (``'CANCELLED by 1002'``) or by sacct's
@@ -149,7 +149,7 @@ def _canonical_state(raw: str | t.Sequence[str] | None) -> str:
     else:
         names = list(raw)
     names = [name.strip().rstrip('+').upper() for name in names if name and name.strip()]
-    names = [_SHORT_STATE_NAMES.get(name, name) for name in names]
+    names = [SHORT_STATE_NAMES.get(name, name) for name in names]
     if not names:
         return ''
     for flag in _FLAG_PRECEDENCE:
@@ -184,21 +184,21 @@ def _datetime(epoch: t.Any) -> datetime.datetime | None:
     return datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
 
 
-def _parse_state(status: Mapping[str, t.Any] | None) -> JobState:
+def parse_state(status: Mapping[str, t.Any] | None) -> JobState:
     """Return AiiDA's state of a job from its FirecREST ``status``.
 
-    :param status: the ``status`` of a FirecREST job: ``state`` (see :func:`_canonical_state`) and ``stateReason``.
+    :param status: the ``status`` of a FirecREST job: ``state`` (see :func:`canonical_state`) and ``stateReason``.
     :return: the state; ``UNDETERMINED`` for a state Slurm does not document; ``QUEUED_HELD`` for a queued job held
-        for one of :data:`_HELD_REASONS`.
+        for one of :data:`HELD_REASONS`.
     """
     status = status or {}
-    state = _MAP_STATUS.get(_canonical_state(status.get('state')), JobState.UNDETERMINED)
-    if state is JobState.QUEUED and _text(status.get('stateReason')) in _HELD_REASONS:
+    state = MAP_STATUS.get(canonical_state(status.get('state')), JobState.UNDETERMINED)
+    if state is JobState.QUEUED and _text(status.get('stateReason')) in HELD_REASONS:
         return JobState.QUEUED_HELD
     return state
 
 
-def _parse_job(job: Mapping[str, t.Any]) -> JobInfo:
+def parse_job(job: Mapping[str, t.Any]) -> JobInfo:
     """Return the :class:`JobInfo` of a FirecREST job.
 
     :param job: a ``JobModel`` dict of ``GET /compute/{system}/jobs`` (``jobId``, ``name``, ``status``, ``time`` with
@@ -216,7 +216,7 @@ def _parse_job(job: Mapping[str, t.Any]) -> JobInfo:
 
     info = JobInfo()
     info.job_id = str(job['jobId'])
-    info.job_state = _parse_state(status)
+    info.job_state = parse_state(status)
     substate = _text(status.get('state'))
     if substate is not None:
         info.job_substate = substate
@@ -278,7 +278,7 @@ def _sacct_row(job: Mapping[str, t.Any], parent: Mapping[str, t.Any] | None = No
     times: Mapping[str, t.Any] = job.get('time') or {}
     owner = parent if parent is not None else job
     raw_state = status.get('state')
-    state = _canonical_state(raw_state)
+    state = canonical_state(raw_state)
     if isinstance(raw_state, str) and state and ',' not in raw_state:
         state = ' '.join([state, *raw_state.split()[1:]])  # keep sacct's 'CANCELLED by 1002'
     exit_code = _int(status.get('exitCode'))
@@ -308,7 +308,7 @@ def _sacct_row(job: Mapping[str, t.Any], parent: Mapping[str, t.Any] | None = No
     return ['' if values[field] is None else str(values[field]).replace('|', ' ') for field in _SACCT_FIELDS]
 
 
-def _build_detailed_job_info(job: Mapping[str, t.Any]) -> dict[str, t.Any]:
+def build_detailed_job_info(job: Mapping[str, t.Any]) -> dict[str, t.Any]:
     """Return the detailed job info of a FirecREST job, in the shape that aiida-core's Slurm plugin parses.
 
     :param job: a ``JobModel`` dict of ``GET /compute/{system}/jobs``.

@@ -15,7 +15,7 @@ from aiida.schedulers.datastructures import JobInfo, JobState
 from aiida.schedulers.plugins.slurm import SlurmScheduler
 
 from aiida_firecrest.scheduler import FirecrestScheduler
-from aiida_firecrest.scheduler.job_parsing import _build_detailed_job_info, _parse_job
+from aiida_firecrest.scheduler.job_parsing import build_detailed_job_info, parse_job
 
 OBSERVED = json.loads((Path(__file__).parent / 'data' / 'observed_jobs.json').read_text())
 UTC = datetime.timezone.utc
@@ -35,7 +35,7 @@ def with_state(name: str, state: str, reason: str = 'None') -> dict[str, Any]:
 
 
 def test_running_job() -> None:
-    info = _parse_job(observed_job('job_running'))
+    info = parse_job(observed_job('job_running'))
     assert info.job_id == '24'
     assert info.job_state is JobState.RUNNING
     assert info.job_substate == 'RUNNING'
@@ -55,7 +55,7 @@ def test_running_job() -> None:
 
 
 def test_completed_job() -> None:
-    info = _parse_job(observed_job('job_completed'))
+    info = parse_job(observed_job('job_completed'))
     assert info.job_id == '22'
     assert info.job_state is JobState.DONE
     assert info.exit_status == 0
@@ -65,7 +65,7 @@ def test_completed_job() -> None:
 
 
 def test_failed_job() -> None:
-    info = _parse_job(observed_job('job_failed'))
+    info = parse_job(observed_job('job_failed'))
     assert info.job_state is JobState.DONE
     assert info.job_substate == 'FAILED'
     assert info.exit_status == 3
@@ -74,14 +74,14 @@ def test_failed_job() -> None:
 
 def test_cancelled_job() -> None:
     """The real server reports a job cancelled by its user as 'CANCELLED by <uid>'."""
-    info = _parse_job(observed_job('job_cancelled'))
+    info = parse_job(observed_job('job_cancelled'))
     assert info.job_state is JobState.DONE
     assert info.job_substate == 'CANCELLED by 1002'
 
 
 def test_jobs_list() -> None:
     jobs = OBSERVED['jobs_list']['body']['jobs']
-    infos = [_parse_job(job) for job in jobs]
+    infos = [parse_job(job) for job in jobs]
     assert [info.job_id for info in infos] == [str(n) for n in range(1, 25)]
     assert {info.job_state for info in infos} == {JobState.DONE}
     by_id = {info.job_id: info for info in infos}
@@ -96,7 +96,7 @@ def test_pending_held_job() -> None:
     job['nodes'] = 'None assigned'
     job['allocationNodes'] = 0
     job['time'].update(start=0, elapsed=0, limit=300)
-    info = _parse_job(job)
+    info = parse_job(job)
     assert info.job_state is JobState.QUEUED_HELD
     assert info.annotation == 'JobHeldUser'
     assert info.requested_wallclock_time_seconds == 300
@@ -108,7 +108,7 @@ def test_pending_job_with_expected_start() -> None:
     """Slurm may report the expected start of a pending job: that is no dispatch time."""
     job = with_state('job_running', 'PENDING', 'Priority')
     job['time']['start'] = 1895462735
-    info = _parse_job(job)
+    info = parse_job(job)
     assert info.job_state is JobState.QUEUED
     assert info.annotation == 'Priority'
     assert info.get('dispatch_time') is None
@@ -116,7 +116,7 @@ def test_pending_job_with_expected_start() -> None:
 
 def test_minimal_job() -> None:
     """A job with little more than an id and a state is still parsed."""
-    info = _parse_job({'jobId': 7, 'status': {'state': 'R'}})
+    info = parse_job({'jobId': 7, 'status': {'state': 'R'}})
     assert info.job_id == '7'
     assert info.job_state is JobState.RUNNING
 
@@ -124,13 +124,13 @@ def test_minimal_job() -> None:
 @pytest.mark.parametrize('job', [{}, {'jobId': None}, {'jobId': ''}])
 def test_job_without_id(job: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match='jobId'):
-        _parse_job(job)
+        parse_job(job)
 
 
 @pytest.mark.parametrize('name', ['job_running', 'job_completed', 'job_failed', 'job_cancelled'])
 def test_job_info_serializes(name: str) -> None:
     """AiiDA stores the job info on the node as JSON: dates are timezone-aware and round-trip."""
-    info = _parse_job(observed_job(name))
+    info = parse_job(observed_job(name))
     data = json.loads(info.serialize())
     assert data['dispatch_time']['timezone'] == 'UTC'
     restored = JobInfo.load_from_dict(data)
@@ -145,7 +145,7 @@ def sacct_rows(detailed: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def test_detailed_job_info_shape() -> None:
-    detailed = _build_detailed_job_info(observed_job('job_failed'))
+    detailed = build_detailed_job_info(observed_job('job_failed'))
     assert detailed['retval'] == 0
     assert detailed['stderr'] == ''
     assert detailed['job']['jobId'] == '23'
@@ -168,7 +168,7 @@ def test_detailed_job_info_shape() -> None:
 
 
 def test_detailed_job_info_keeps_cancelling_user() -> None:
-    (job, batch) = sacct_rows(_build_detailed_job_info(observed_job('job_cancelled')))
+    (job, batch) = sacct_rows(build_detailed_job_info(observed_job('job_cancelled')))
     assert job['State'] == 'CANCELLED by 1002'
     assert batch['ExitCode'] == '0:15'
 
@@ -176,7 +176,7 @@ def test_detailed_job_info_keeps_cancelling_user() -> None:
 def test_detailed_job_info_long_durations() -> None:
     job = observed_job('job_completed')
     job['time'].update(elapsed=2 * 86400 + 3661, limit=86400)
-    (row, _) = sacct_rows(_build_detailed_job_info(job))
+    (row, _) = sacct_rows(build_detailed_job_info(job))
     assert row['Elapsed'] == '2-01:01:01'
     assert row['Timelimit'] == '1-00:00:00'
 
@@ -184,7 +184,7 @@ def test_detailed_job_info_long_durations() -> None:
 def test_detailed_job_info_escapes_separator() -> None:
     job = observed_job('job_completed')
     job['name'] = 'a|b'
-    (row, _) = sacct_rows(_build_detailed_job_info(job))
+    (row, _) = sacct_rows(build_detailed_job_info(job))
     assert row['JobName'] == 'a b'
 
 
@@ -204,7 +204,7 @@ def test_detailed_job_info_escapes_separator() -> None:
 )
 def test_parse_output_from_end_state(state: str, exit_code: str | None) -> None:
     """The end state of the job gives the exit codes of aiida-core's Slurm plugin, with no request."""
-    detailed = _build_detailed_job_info(with_state('job_completed', state))
+    detailed = build_detailed_job_info(with_state('job_completed', state))
     expected = None if exit_code is None else getattr(CalcJob.exit_codes, exit_code)
     assert FirecrestScheduler().parse_output(detailed, '', '') == expected
     assert SlurmScheduler().parse_output(detailed, '', '') == expected

@@ -16,8 +16,8 @@ from aiida.schedulers import SchedulerError
 from aiida.schedulers.datastructures import JobState
 from firecrest.FirecrestException import UnexpectedStatusException
 
-from aiida_firecrest.scheduler import FirecrestScheduler
-from aiida_firecrest.scheduler import firecrest_scheduler as scheduler_module
+from aiida_firecrest.scheduler import FirecrestScheduler, job_records
+from aiida_firecrest.scheduler.job_parsing import parse_job
 
 OBSERVED = json.loads((Path(__file__).parent / 'data' / 'observed_jobs.json').read_text())
 
@@ -79,9 +79,9 @@ class FakeTransport:
 
 @pytest.fixture(autouse=True)
 def fresh_records() -> Iterator[None]:
-    scheduler_module._RECORDS.clear()
+    job_records.RECORDS.clear()
     yield
-    scheduler_module._RECORDS.clear()
+    job_records.RECORDS.clear()
 
 
 def make_scheduler(transport: FakeTransport) -> FirecrestScheduler:
@@ -213,7 +213,7 @@ def test_grace_expires(transport: FakeTransport, monkeypatch: pytest.MonkeyPatch
         transport.client.jobs.append({'jobId': job_id, 'status': {'state': listed}})
         make_scheduler(transport).get_jobs(jobs=[job_id])
         transport.client.jobs.pop()
-    monkeypatch.setattr(scheduler_module, 'MISSING_GRACE_SECONDS', -1.0)
+    monkeypatch.setattr(job_records, 'MISSING_GRACE_SECONDS', -1.0)
     assert make_scheduler(transport).get_jobs(jobs=[job_id], as_dict=True) == {}
 
 
@@ -242,12 +242,34 @@ def test_detailed_job_info_from_poll_needs_no_request(transport: FakeTransport) 
     assert scheduler.parse_output(detailed, '', '') is None
 
 
-def test_detailed_job_info_instance_cache(transport: FakeTransport) -> None:
-    scheduler = make_scheduler(transport)
-    scheduler.get_jobs(jobs=['22'])
-    scheduler_module._RECORDS.clear()
-    assert scheduler.get_detailed_job_info('22')['retval'] == 0
-    assert transport.client.names() == ['job_info']
+def _submitted_again(transport: FakeTransport, monkeypatch: pytest.MonkeyPatch) -> None:
+    transport.client.next_id = 22
+    assert submit(transport) == '23'
+
+
+def _listed_unfinished(transport: FakeTransport, monkeypatch: pytest.MonkeyPatch) -> None:
+    job = next(job for job in transport.client.jobs if job['jobId'] == '23')
+    job['status'] = {**job['status'], 'state': 'RUNNING'}
+    make_scheduler(transport).get_jobs(jobs=['23'])
+
+
+def _expired(transport: FakeTransport, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(job_records, 'FINISHED_MAX_AGE_SECONDS', -1.0)
+
+
+@pytest.mark.parametrize('reuse', [_submitted_again, _listed_unfinished, _expired], ids=lambda reuse: reuse.__name__)
+def test_detailed_job_info_of_a_reused_job_id(
+    transport: FakeTransport, monkeypatch: pytest.MonkeyPatch, reuse: Any
+) -> None:
+    """A server may give a job id again: an earlier job's record is not the detailed job info of the new one."""
+    make_scheduler(transport).get_jobs(jobs=['23'])  # job 23 finished, exit code 3
+    reuse(transport, monkeypatch)
+    job = next(job for job in transport.client.jobs if job['jobId'] == '23')
+    job['status'] = {**job['status'], 'state': 'COMPLETED', 'exitCode': 0}
+    calls = len(transport.client.calls)
+    detailed = make_scheduler(transport).get_detailed_job_info('23')
+    assert transport.client.calls[calls:] == [('job_info', ('cluster',), {'jobid': '23'})]
+    assert detailed['job']['status']['exitCode'] == 0
 
 
 def test_detailed_job_info_of_unpolled_job_one_request(transport: FakeTransport) -> None:
@@ -301,10 +323,10 @@ def test_kill_failure_is_reported(transport: FakeTransport, error: Exception, ca
 
 
 def test_records_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(scheduler_module, 'RECORDS_SIZE', 3)
-    records = scheduler_module._ProcessJobRecords()
+    monkeypatch.setattr(job_records, 'RECORDS_SIZE', 3)
+    records = job_records.JobRecords()
     for n in range(5):
-        done = scheduler_module._parse_job({'jobId': str(n), 'status': {'state': 'COMPLETED'}})
+        done = parse_job({'jobId': str(n), 'status': {'state': 'COMPLETED'}})
         records.reported(('u', 's', str(n)), done, {'jobId': str(n)})
         records.submitted(('u', 's', f'new{n}'))
     assert [records.finished(('u', 's', str(n))) is not None for n in range(5)] == [False, False, True, True, True]

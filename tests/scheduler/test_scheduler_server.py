@@ -23,8 +23,8 @@ from aiida.schedulers.plugins.slurm import SlurmJobResource
 from firecrest.v2 import Firecrest
 
 from aiida_firecrest.scheduler import FirecrestScheduler
-from aiida_firecrest.scheduler import firecrest_scheduler as scheduler_module
-from aiida_firecrest.scheduler.job_parsing import _parse_job
+from aiida_firecrest.scheduler.job_parsing import parse_job
+from aiida_firecrest.scheduler.job_records import RECORDS
 from aiida_firecrest.server import LocalFirecrest
 from tests.conftest import make_sync_client
 from tests.remote_files import RemoteFiles, RemotePath
@@ -128,7 +128,7 @@ def ended(scheduler: FirecrestScheduler, job_id: str, timeout: float = 60) -> di
     deadline = time.monotonic() + timeout
     while True:
         detailed = scheduler.get_detailed_job_info(job_id)
-        if detailed['retval'] == 0 and _parse_job(detailed['job']).job_state is JobState.DONE:
+        if detailed['retval'] == 0 and parse_job(detailed['job']).job_state is JobState.DONE:
             return dict(detailed['job'])
         if time.monotonic() > deadline:
             pytest.fail(f'job {job_id} has not ended after {timeout} s: {detailed}')
@@ -285,7 +285,7 @@ def test_detailed_job_info_of_unpolled_job_is_one_request(
 ) -> None:
     job_id = submit(firecrest_scheduler, scheduler_workdir, 'true', name='unpolled')
     done(firecrest_scheduler, job_id)
-    scheduler_module._RECORDS.clear()  # as in a new daemon worker
+    RECORDS.clear()  # as in a new daemon worker
 
     mark = mark_now(scheduler_server)
     scheduler = FirecrestScheduler()
@@ -345,7 +345,7 @@ def test_job_in_the_jobs_list_gap(
     if listed is JobState.RUNNING:
         wait_for(firecrest_scheduler, job_id, {JobState.RUNNING}, timeout=60)
     deadline = time.monotonic() + 60
-    while _parse_job(raw_client.job_info(system, jobid=job_id)[0]).job_state is not JobState.DONE:
+    while parse_job(raw_client.job_info(system, jobid=job_id)[0]).job_state is not JobState.DONE:
         assert time.monotonic() < deadline, f'job {job_id} has not ended'
         time.sleep(POLL_INTERVAL)
     assert job_id not in {str(job['jobId']) for job in raw_client.job_info(system)}

@@ -7,11 +7,11 @@ from aiida.schedulers.datastructures import JobState
 from aiida.schedulers.plugins.slurm import _MAP_STATUS_SLURM
 
 from aiida_firecrest.scheduler.job_parsing import (
-    _HELD_REASONS,
-    _MAP_STATUS,
-    _SHORT_STATE_NAMES,
-    _canonical_state,
-    _parse_state,
+    HELD_REASONS,
+    MAP_STATUS,
+    SHORT_STATE_NAMES,
+    canonical_state,
+    parse_state,
 )
 
 QUEUED, HELD, RUNNING, SUSPENDED, DONE = (
@@ -54,31 +54,31 @@ STATES = [
 
 @pytest.mark.parametrize(('name', 'expected'), [(long, state) for long, _, state in STATES])
 def test_long_name(name: str, expected: JobState) -> None:
-    assert _MAP_STATUS[name] is expected
-    assert _parse_state({'state': name, 'stateReason': 'None'}) is expected
+    assert MAP_STATUS[name] is expected
+    assert parse_state({'state': name, 'stateReason': 'None'}) is expected
 
 
 @pytest.mark.parametrize(
     ('code', 'long', 'expected'), [(short, long, state) for long, short, state in STATES if short is not None]
 )
 def test_short_code(code: str, long: str, expected: JobState) -> None:
-    assert _SHORT_STATE_NAMES[code] == long
-    assert _MAP_STATUS[code] is expected
-    assert _parse_state({'state': code}) is expected
-    assert _canonical_state(code) == long
+    assert SHORT_STATE_NAMES[code] == long
+    assert MAP_STATUS[code] is expected
+    assert parse_state({'state': code}) is expected
+    assert canonical_state(code) == long
 
 
 def test_every_documented_code_is_mapped() -> None:
     """The table above covers every short code of the ``squeue`` man page, and the map nothing more."""
-    assert {short for _, short, _ in STATES if short} == set(_SHORT_STATE_NAMES)
-    assert set(_MAP_STATUS) == {long for long, _, _ in STATES} | set(_SHORT_STATE_NAMES)
+    assert {short for _, short, _ in STATES if short} == set(SHORT_STATE_NAMES)
+    assert set(MAP_STATUS) == {long for long, _, _ in STATES} | set(SHORT_STATE_NAMES)
 
 
 @pytest.mark.parametrize(('code', 'state'), sorted(_MAP_STATUS_SLURM.items()))
 def test_agrees_with_aiida_slurm(code: str, state: JobState) -> None:
     """aiida-core's map is reused: the states it knows map as in its Slurm plugin, by code and by long name."""
-    assert _MAP_STATUS[code] is state
-    assert _MAP_STATUS[_SHORT_STATE_NAMES[code]] is state
+    assert MAP_STATUS[code] is state
+    assert MAP_STATUS[SHORT_STATE_NAMES[code]] is state
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_agrees_with_aiida_slurm(code: str, state: JobState) -> None:
     ],
 )
 def test_canonical_state(raw: object, expected: str) -> None:
-    assert _canonical_state(raw) == expected  # type: ignore[arg-type]
+    assert canonical_state(raw) == expected  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -116,32 +116,32 @@ def test_canonical_state(raw: object, expected: str) -> None:
     ],
 )
 def test_parse_state_variants(state: object, expected: JobState) -> None:
-    assert _parse_state({'state': state, 'stateReason': None}) is expected
+    assert parse_state({'state': state, 'stateReason': None}) is expected
 
 
 def test_held_reasons_are_aiida_slurm_ones() -> None:
-    assert _HELD_REASONS == {'Dependency', 'JobHeldUser', 'JobHeldAdmin', 'BeginTime'}
+    assert HELD_REASONS == {'Dependency', 'JobHeldUser', 'JobHeldAdmin', 'BeginTime'}
 
 
-@pytest.mark.parametrize('reason', sorted(_HELD_REASONS))
+@pytest.mark.parametrize('reason', sorted(HELD_REASONS))
 @pytest.mark.parametrize('state', ['PENDING', 'PD'])
 def test_held_reasons(state: str, reason: str) -> None:
     """A pending job waiting for a dependency, a hold or its begin time is QUEUED_HELD, as in aiida's Slurm plugin."""
-    assert _parse_state({'state': state, 'stateReason': reason}) is HELD
+    assert parse_state({'state': state, 'stateReason': reason}) is HELD
 
 
 @pytest.mark.parametrize('reason', ['None', None, '', 'Priority', 'Resources', 'ReqNodeNotAvail', 'QOSMaxJobsPerUser'])
 def test_pending_reasons_that_do_not_hold(reason: str | None) -> None:
-    assert _parse_state({'state': 'PENDING', 'stateReason': reason}) is QUEUED
+    assert parse_state({'state': 'PENDING', 'stateReason': reason}) is QUEUED
 
 
-@pytest.mark.parametrize('reason', sorted(_HELD_REASONS))
+@pytest.mark.parametrize('reason', sorted(HELD_REASONS))
 @pytest.mark.parametrize('state', ['RUNNING', 'COMPLETED', 'SUSPENDED', 'CANCELLED by 1002'])
 def test_held_reason_only_holds_pending_jobs(state: str, reason: str) -> None:
     """The reason of a job that is not waiting in the queue does not change its state."""
-    assert _parse_state({'state': state, 'stateReason': reason}) is _MAP_STATUS[_canonical_state(state)]
+    assert parse_state({'state': state, 'stateReason': reason}) is MAP_STATUS[canonical_state(state)]
 
 
 def test_missing_status() -> None:
-    assert _parse_state(None) is JobState.UNDETERMINED
-    assert _parse_state({}) is JobState.UNDETERMINED
+    assert parse_state(None) is JobState.UNDETERMINED
+    assert parse_state({}) is JobState.UNDETERMINED
