@@ -100,7 +100,8 @@ class FirecrestClient(AsyncFirecrest):
         super().__init__(url, authorization=authorization, verify=verify)
         self.timeout = timeout
         self.num_retries_rate_limit = rate_limit_retries
-        self._session = self._new_session()
+        # pyfirecrest's constructor made a session without timeouts or hooks: it is never used, and closed with ours
+        self._unused_session, self._session = self._session, self._new_session()
 
     def _new_session(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -109,6 +110,11 @@ class FirecrestClient(AsyncFirecrest):
             transport=self._http_transport,
             event_hooks={'request': [self._before_request], 'response': [self._after_response]},
         )
+
+    async def close_session(self) -> None:
+        """Close the HTTP session, and the unused one that pyfirecrest's constructor made."""
+        await self._unused_session.aclose()
+        await super().close_session()
 
     async def create_new_session(self) -> None:
         """Replace the httpx session by a new one with the same timeouts and hooks."""
