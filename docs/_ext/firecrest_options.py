@@ -1,7 +1,7 @@
 """The ``firecrest-options`` directive: the table of the transport's options, read from the code.
 
-The options are those of :data:`aiida_firecrest.options.AUTH_OPTIONS` (what ``verdi computer configure firecrest``
-asks), followed by AiiDA's common ones, so the table never drifts from the code.
+The options are those of :data:`aiida_firecrest.transport.options.AUTH_OPTIONS` (what ``verdi computer configure
+firecrest`` asks), followed by AiiDA's common ones, so the table never drifts from the code.
 """
 
 from __future__ import annotations
