@@ -1,4 +1,9 @@
-"""A CalcJob that runs a bash script on the cluster: the demo's and the end-to-end tests' tool for moving files."""
+"""A CalcJob that runs a bash script on the cluster: the demo's and the end-to-end tests' tool for moving files.
+
+It is a tool of this repository, not a plugin of the installed package: no entry point registers it (it would be listed
+among every installation's calculations); the demo and the tests use the class, and AiiDA records and reloads it by its
+import path.
+"""
 
 from __future__ import annotations
 
