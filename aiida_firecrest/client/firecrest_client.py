@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 from firecrest.utilities import parse_retry_after
 from firecrest.v2 import AsyncFirecrest
+from firecrest.v2._async.Client import AsyncExternalDownload
 
 from .exceptions import error_from_answer
 from .request_budget import RequestBudget
@@ -228,8 +229,13 @@ class FirecrestClient(AsyncFirecrest):
             response = await self._post_request(endpoint=endpoint, json_data=fields)
         self._check_response(response, 204, return_json=False)
 
-    async def download_staged(self, system_name: str, path: str, target: str, *, account: str | None) -> None:
-        """Download a file through the staging area (a transfer job copies it to S3), whatever its size.
+    async def start_staged_download(
+        self, system_name: str, path: str, target: str, *, account: str | None
+    ) -> AsyncExternalDownload:
+        """Start downloading a file through the staging area (a transfer job copies it to S3), whatever its size.
+
+        The caller waits for the transfer job (:meth:`wait_for_transfer`), fetches the object
+        (``download_file_from_stage``) and, if it gives up, cancels the job.
 
         pyfirecrest's ``download`` first ``stat`` s the file and tries the direct path below its
         ``MAX_DIRECT_UPLOAD_SIZE``, which the server refuses from about 3/4 of its limit on (it checks the size of the
@@ -240,19 +246,13 @@ class FirecrestClient(AsyncFirecrest):
         :param target: the local file to write.
         :param account: the account billed for the transfer job.
         :raises firecrest.FirecrestException: if the server refuses; the caller translates it.
-        :calls: POST ``/filesystem/{system_name}/transfer/download``, then the job's status and the S3 object
+        :calls: POST ``/filesystem/{system_name}/transfer/download``
         """
-        from firecrest.v2._async.Client import AsyncExternalDownload
-
         data: dict[str, Any] = {'source_path': path, 'transfer_directives': {'transferMethod': 's3'}}
         if account is not None:
             data['account'] = account
         response = await self._post_request(endpoint=f'/filesystem/{system_name}/transfer/download', json_data=data)
-        transfer = AsyncExternalDownload(
-            client=self, transfer_info=self._check_response(response, 201), file_path=target
-        )
-        await transfer.wait_for_transfer_job()
-        await transfer.download_file_from_stage()
+        return AsyncExternalDownload(client=self, transfer_info=self._check_response(response, 201), file_path=target)
 
     async def wait_for_transfer(self, job_info: dict[str, Any], path: str | None = None) -> None:
         """Wait for a transfer job (of ``cp``, ``mv``...) to end; if it failed, raise what its error log says.

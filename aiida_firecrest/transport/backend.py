@@ -50,6 +50,7 @@ from . import local_archives
 from .carried_names import check_commands_carry, check_jobs_carry, commands_carry, jobs_carry, shell_word_safe
 from .file_attributes import decode_listed_name, entry_type, mode_of_entry
 from .known_directories import FreshDirectories
+from .staged_transfers import staged_download, staged_upload
 
 __all__ = (
     'MISSING',
@@ -519,8 +520,7 @@ class FirecrestBackend:
                     if size < limit:
                         raise
             check_jobs_carry('upload to', remotepath)
-            with translate_errors(remotepath):
-                await self.client.upload(self.system, localpath, directory, filename, account=self.billing_account)
+            await staged_upload(self.client, self.system, localpath, remotepath, account=self.billing_account)
         await self._verify_checksum(localpath, remotepath)
 
     async def fits_direct_download(self, size: int) -> bool:
@@ -559,8 +559,7 @@ class FirecrestBackend:
                 except DIRECT_TRANSFER_REFUSALS as exc:
                     LOGGER.debug(f'direct download of {remotepath} refused ({exc}); taking the staged path')
             check_jobs_carry('download', remotepath)
-            with translate_errors(remotepath):
-                await self.client.download_staged(self.system, remotepath, localpath, account=self.billing_account)
+            await staged_download(self.client, self.system, remotepath, localpath, account=self.billing_account)
         await self._verify_checksum(localpath, remotepath)
 
     async def _verify_checksum(self, localpath: str, remotepath: str) -> None:
