@@ -47,7 +47,6 @@ from ..client.exceptions import (
     PathNotFoundError,
 )
 from ..client.firecrest_client import FirecrestClient
-from ..client.request_budget import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_REQUESTS_PER_SECOND
 from ..migration import check_not_legacy
 from .archive_routes import ArchiveRoutes
 from .backend import FirecrestBackend, gather
@@ -57,7 +56,13 @@ from .listed_paths import (
     entry_is_dir,
     glob_entries,
 )
-from .options import AUTH_OPTIONS, DEFAULT_ARCHIVE_THRESHOLD, DEFAULT_HTTP_TIMEOUT, DEFAULT_MAX_CONCURRENCY
+from .options import (
+    AUTH_OPTIONS,
+    DEFAULT_ARCHIVE_THRESHOLD,
+    DEFAULT_HTTP_TIMEOUT,
+    DEFAULT_MAX_CONCURRENCY,
+    request_limits,
+)
 from .tree_transfers import TreeTransfers
 
 __all__ = ('FirecrestTransport',)
@@ -72,8 +77,9 @@ class FirecrestTransport(ClusterFiles):
 
     ``safe_interval`` defaults to 1 s, not AiiDA's 15 s: the engine waits that long before every open, to protect
     servers that limit *connections*; opening this transport connects nowhere, and FirecREST's limits are on
-    *requests*, which the client-side budget (``requests_per_second``, ``requests_per_minute``) already paces for the
-    whole process. A short interval still lets the engine gather the transport tasks of many CalcJobs into one open.
+    *requests*, which the client-side budget (``requests_per_second``, ``requests_per_minute``) already paces for
+    every process of the machine. A short interval still lets the engine gather the transport tasks of many CalcJobs
+    into one open.
     """
 
     _DEFAULT_SAFE_OPEN_INTERVAL = 1.0
@@ -98,8 +104,7 @@ class FirecrestTransport(ClusterFiles):
             max_direct_size = int(kwargs.get('max_direct_size') or 0)
             archive_threshold = int(kwargs.get('archive_threshold', DEFAULT_ARCHIVE_THRESHOLD))
             max_concurrency = max(1, int(kwargs.get('max_concurrency') or DEFAULT_MAX_CONCURRENCY))
-            requests_per_second = float(kwargs.get('requests_per_second', DEFAULT_REQUESTS_PER_SECOND))
-            requests_per_minute = float(kwargs.get('requests_per_minute', DEFAULT_REQUESTS_PER_MINUTE))
+            requests_per_second, requests_per_minute = request_limits(kwargs)
             http_timeout = float(kwargs.get('http_timeout') or DEFAULT_HTTP_TIMEOUT)
         except (TypeError, ValueError) as exc:
             raise FirecrestConfigurationError(f'invalid option of the firecrest transport: {exc}') from exc

@@ -13,13 +13,23 @@ from aiida.transports.transport import validate_positive_number
 from ..client.client_credentials import validate_client_secret_option as _validate_client_secret
 from ..client.request_budget import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_REQUESTS_PER_SECOND
 
-__all__ = ('AUTH_OPTIONS', 'DEFAULT_ARCHIVE_THRESHOLD', 'DEFAULT_HTTP_TIMEOUT', 'DEFAULT_MAX_CONCURRENCY')
+__all__ = (
+    'AUTH_OPTIONS',
+    'DEFAULT_ARCHIVE_THRESHOLD',
+    'DEFAULT_BUDGET_SHARE',
+    'DEFAULT_HTTP_TIMEOUT',
+    'DEFAULT_MAX_CONCURRENCY',
+    'request_limits',
+)
 
 DEFAULT_ARCHIVE_THRESHOLD = 8
 """Trees with more entries travel as one archive: an archive costs about 4 requests, a tree one per file and folder."""
 
 DEFAULT_MAX_CONCURRENCY = 8
 """Transfers in flight at once per transport (the request budget paces them anyway)."""
+
+DEFAULT_BUDGET_SHARE = 1.0
+"""The share of the client's request budget that this machine uses: all of it (AiiDA on one machine)."""
 
 DEFAULT_HTTP_TIMEOUT = 60.0
 """Seconds to wait for the server to connect, send or answer (per read, not for a whole transfer)."""
@@ -59,6 +69,29 @@ def _validate_at_least_one(ctx: Any, param: Any, value: Any) -> Any:
     if not isinstance(value, int) or value < 1:
         raise click.BadParameter(f'{value} is not an integer of 1 or more')
     return value
+
+
+def _validate_share(ctx: Any, param: Any, value: Any) -> Any:
+    """Click callback: a fraction above 0 and at most 1."""
+    import click
+
+    if value is not None and not 0 < value <= 1:
+        raise click.BadParameter(f'{value} is not above 0 and at most 1')
+    return value
+
+
+def request_limits(options: dict[str, Any]) -> tuple[float, float]:
+    """The ``(per_second, per_minute)`` request budget of this machine from the transport's options: the client's
+    limits times ``budget_share``.
+
+    :raises ValueError: if an option is not a number, or ``budget_share`` not above 0 and at most 1.
+    """
+    share = float(options.get('budget_share', DEFAULT_BUDGET_SHARE))
+    if not 0 < share <= 1:
+        raise ValueError(f'budget_share {share} is not above 0 and at most 1')
+    per_second = float(options.get('requests_per_second', DEFAULT_REQUESTS_PER_SECOND))
+    per_minute = float(options.get('requests_per_minute', DEFAULT_REQUESTS_PER_MINUTE))
+    return per_second * share, per_minute * share
 
 
 AUTH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
@@ -191,8 +224,8 @@ AUTH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
             'type': float,
             'default': DEFAULT_REQUESTS_PER_SECOND,
             'prompt': 'Requests per second',
-            'help': 'The client-side budget of FirecREST requests per second, shared by every transport of this '
-            'client in the process (CSCS allows 10). 0: no limit.',
+            'help': 'The budget of FirecREST requests per second of this client (CSCS allows 10), shared by every '
+            'process of this machine (daemon workers, verdi, scripts). 0: no limit.',
             'non_interactive_default': True,
             'callback': validate_positive_number,
         },
@@ -203,9 +236,23 @@ AUTH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
             'type': float,
             'default': DEFAULT_REQUESTS_PER_MINUTE,
             'prompt': 'Requests per minute',
-            'help': 'The client-side budget of FirecREST requests per minute (CSCS allows 120). 0: no limit.',
+            'help': 'The budget of FirecREST requests per minute of this client (CSCS allows 120), shared by every '
+            'process of this machine. 0: no limit.',
             'non_interactive_default': True,
             'callback': validate_positive_number,
+        },
+    ),
+    (
+        'budget_share',
+        {
+            'type': float,
+            'default': DEFAULT_BUDGET_SHARE,
+            'prompt': "This machine's share of the request budget",
+            'help': 'The fraction (above 0, at most 1) of requests_per_second and requests_per_minute that the '
+            'processes of this machine may use: 1 if AiiDA uses this client from one machine only; with daemon '
+            'workers on N machines, 1/N on each (or shares that add up to 1).',
+            'non_interactive_default': True,
+            'callback': _validate_share,
         },
     ),
     (

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import stat
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,67 +16,119 @@ from aiida_firecrest.client import request_budget as ratelimit
 from aiida_firecrest.client.exceptions import FirecrestApiError, RateLimitedError, translate_errors
 from aiida_firecrest.client.firecrest_client import FirecrestClient
 from aiida_firecrest.client.request_budget import LoopLocalLock, RequestBudget, shared_budget
+from aiida_firecrest.transport.options import request_limits
 
 URL = 'https://firecrest.test/api'
 
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """A frozen monotonic clock of the rate limiter; advance it with ``clock[0] += seconds``."""
+    """A frozen clock of the request budget; advance it with ``clock[0] += seconds``."""
     now = [1000.0]
-    monkeypatch.setattr(ratelimit.time, 'monotonic', lambda: now[0])
+    monkeypatch.setattr(ratelimit.time, 'time', lambda: now[0])
     return now
 
 
-def test_burst_then_pace_per_second(clock: list[float]) -> None:
-    budget = RequestBudget(per_second=10)
-    assert [budget.reserve() for _ in range(10)] == [0.0] * 10
-    assert budget.reserve() == pytest.approx(0.1)
-    assert budget.reserve() == pytest.approx(0.2)
-    clock[0] += 1.3  # the two reserved slots, then ten more tokens... capped at the burst of 10
-    assert [budget.reserve() for _ in range(10)] == [0.0] * 10
+@pytest.fixture
+def budget_file(tmp_path: Path) -> Path:
+    """A budget file of this test alone."""
+    return tmp_path / 'budgets' / 'client.json'
 
 
-def test_per_minute_limit(clock: list[float]) -> None:
-    """CSCS: 10 per second and 120 per minute; sustained, the minute limit (refilled at 2 per second) wins.
-
-    A caller sending 10 per second has 120 + 2 t tokens after t seconds and has used 10 t: they run out at 15 s.
-    """
-    budget = RequestBudget(per_second=10, per_minute=120)
-    delays = []
-    for _ in range(200):
-        delays.append(budget.reserve())
-        clock[0] += 0.1
-    assert max(delays[:148]) == pytest.approx(0.0)
-    assert delays[-1] > 3.0
+def most_in_any_window(moments: list[float], window: float) -> int:
+    """The most moments that any window of ``window`` seconds holds (windows closed on both ends: the strictest)."""
+    return max(sum(1 for other in moments if start <= other <= start + window) for start in moments)
 
 
-def test_no_limit(clock: list[float]) -> None:
-    budget = RequestBudget(per_second=0, per_minute=0)
-    assert all(budget.reserve() == 0 for _ in range(10_000))
+def test_burst_then_pace_per_second(clock: list[float], budget_file: Path) -> None:
+    budget = RequestBudget(budget_file, per_second=10)
+    assert [budget.take() for _ in range(10)] == [0.0] * 10
+    assert budget.take() == pytest.approx(1 + ratelimit.WINDOW_MARGIN)
+    assert budget.take() == pytest.approx(1 + ratelimit.WINDOW_MARGIN)  # a refused caller takes nothing
 
 
-def test_pause_holds_back_everything(clock: list[float]) -> None:
-    budget = RequestBudget(per_second=100)
+@pytest.mark.parametrize(('per_second', 'per_minute'), [(10, 120), (10, 0), (0, 30), (3.5, 25)])
+def test_no_window_over_the_limits(clock: list[float], budget_file: Path, per_second: float, per_minute: float) -> None:
+    """However often callers ask (every 20 ms for a minute), the slots taken keep every 1 s and 60 s window within the
+    limits, and use them."""
+    budget = RequestBudget(budget_file, per_second, per_minute)
+    moments = []
+    for _ in range(3000):
+        if budget.take() == 0:
+            moments.append(clock[0])
+        clock[0] += 0.02
+    if per_second:
+        assert most_in_any_window(moments, 1.0) == int(per_second)
+    if per_minute:
+        assert most_in_any_window(moments, 60.0) == int(per_minute)
+
+
+def test_budget_file_is_private(budget_file: Path) -> None:
+    RequestBudget(budget_file, per_second=10).take()
+    assert stat.S_IMODE(budget_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(budget_file.parent.stat().st_mode) == 0o700
+
+
+def test_damaged_file_is_an_empty_log(clock: list[float], budget_file: Path) -> None:
+    budget_file.parent.mkdir(parents=True)
+    budget_file.write_text('{"sent": [1000.0, 10')
+    assert RequestBudget(budget_file, per_second=1).take() == 0.0
+
+
+def test_budgets_of_one_file_share_the_limit(clock: list[float], budget_file: Path) -> None:
+    """Two budgets on one file (as two processes have) hand out one sequence of slots."""
+    first, second = RequestBudget(budget_file, per_second=2), RequestBudget(budget_file, per_second=2)
+    assert [first.take(), second.take()] == [0.0, 0.0]
+    assert second.take() == pytest.approx(1 + ratelimit.WINDOW_MARGIN)
+
+
+def test_no_limit(clock: list[float], budget_file: Path) -> None:
+    budget = RequestBudget(budget_file, per_second=0, per_minute=0)
+    assert all(budget.take() == 0 for _ in range(1000))
+
+
+def test_pause_holds_back_everything(clock: list[float], budget_file: Path) -> None:
+    budget = RequestBudget(budget_file, per_second=100)
     budget.pause(2.0)
-    assert budget.reserve() == pytest.approx(2.0)
+    assert RequestBudget(budget_file, per_second=0).take() == pytest.approx(2.0)
+    assert budget.take() == pytest.approx(2.0)
     clock[0] += 2.0
-    assert budget.reserve() == 0.0
+    assert budget.take() == 0.0
 
 
-def test_shared_per_url_and_client_and_reconfigured() -> None:
-    one = shared_budget(URL, 'client', 10, 120)
-    assert shared_budget(URL + '/', 'client', 10, 120) is one
-    assert shared_budget(URL, 'other', 10, 120) is not one
-    shared_budget(URL, 'client', 5, 0)
+def test_shared_per_url_and_client_and_reconfigured(tmp_path: Path) -> None:
+    one = shared_budget(URL, 'client', 10, 120, directory=tmp_path)
+    assert shared_budget(URL + '/', 'client', 10, 120, directory=tmp_path) is one
+    other = shared_budget(URL, 'other', 10, 120, directory=tmp_path)
+    assert other is not one
+    assert other.path != one.path
+    shared_budget(URL, 'client', 5, 0, directory=tmp_path)
     assert one.limits == (5.0, 0.0)
 
 
-async def test_acquire_sleeps_on_the_loop() -> None:
-    budget = RequestBudget(per_second=20)
+@pytest.mark.parametrize(
+    ('options', 'limits'),
+    [
+        ({}, (10.0, 120.0)),
+        ({'budget_share': 0.25}, (2.5, 30.0)),
+        ({'requests_per_second': 4, 'requests_per_minute': 0, 'budget_share': 0.5}, (2.0, 0.0)),
+    ],
+)
+def test_request_limits_take_the_share_of_this_machine(options: dict[str, Any], limits: tuple[float, float]) -> None:
+    assert request_limits(options) == limits
+
+
+@pytest.mark.parametrize('share', [0, -0.5, 1.5])
+def test_request_limits_refuse_a_share_outside_0_1(share: float) -> None:
+    with pytest.raises(ValueError, match='budget_share'):
+        request_limits({'budget_share': share})
+
+
+async def test_acquire_sleeps_on_the_loop(budget_file: Path) -> None:
+    budget = RequestBudget(budget_file, per_second=20)
     start = time.monotonic()
     await asyncio.gather(*(budget.acquire() for _ in range(30)))
-    assert time.monotonic() - start >= 0.45
+    assert time.monotonic() - start >= 1.0
 
 
 def test_loop_local_lock_serves_several_loops() -> None:
@@ -102,7 +156,7 @@ def test_loop_local_lock_serves_several_loops() -> None:
 
 class CountingBudget(RequestBudget):
     def __init__(self) -> None:
-        super().__init__(per_second=0)
+        super().__init__(Path('/nonexistent/budget.json'), per_second=0)
         self.acquired = 0
         self.paused: list[float] = []
 
@@ -197,7 +251,7 @@ async def test_401_is_retried_once_with_a_fresh_token() -> None:
     await client.close_session()
 
 
-async def test_idempotent_get_retried_after_503_but_not_post() -> None:
+async def test_idempotent_get_retried_after_503_but_not_a_submission() -> None:
     calls: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -209,8 +263,8 @@ async def test_idempotent_get_retried_after_503_but_not_post() -> None:
     client = make_client(handler)
     await client.stat('cluster', '/f')
     assert calls == ['GET', 'GET', 'GET']
-    with pytest.raises(FirecrestApiError), translate_errors('/d'):
-        await client.mkdir('cluster', '/d')
+    with pytest.raises(FirecrestApiError), translate_errors():
+        await client.submit('cluster', working_dir='/w', script_remote_path='/w/job.sh')
     assert calls[3:] == ['POST']
     await client.close_session()
 
