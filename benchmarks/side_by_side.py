@@ -459,7 +459,8 @@ def worker_session(computer: str) -> None:
 @click.option('--calcjobs', type=int, required=True)
 @click.option('--timeout', type=float, required=True)
 def worker_submit(computer: str, calcjobs: int, timeout: float) -> None:
-    """Submit ``calcjobs`` CalcJobs to the daemon and wait until all have terminated (or ``timeout`` seconds)."""
+    """Submit ``calcjobs`` CalcJobs to the daemon and wait until each has terminated or is paused (the engine pauses a
+    CalcJob whose transport task failed five times: it waits for a human), or for ``timeout`` seconds."""
     from aiida import load_profile
     from aiida.engine import submit
 
@@ -467,11 +468,14 @@ def worker_submit(computer: str, calcjobs: int, timeout: float) -> None:
     start = time.time()
     nodes = [(submit(calcjob_builder(computer, index, 1)), index) for index in range(calcjobs)]
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not all(node.is_terminated for node, _ in nodes):
+    while time.monotonic() < deadline and not all(node.is_terminated or node.paused for node, _ in nodes):
         time.sleep(0.5)
-    end = max((node.mtime.timestamp() for node, _ in nodes if node.is_terminated), default=time.time())
+    settled = [node for node, _ in nodes if node.is_terminated or node.paused]
+    end = max((node.mtime.timestamp() for node in settled), default=time.time())
     failures = [
-        calcjob_outcome(node, index, 1) if node.is_terminated else f'CalcJob {node.pk}: not terminated'
+        calcjob_outcome(node, index, 1)
+        if node.is_terminated
+        else f'CalcJob {node.pk}: {"paused" if node.paused else "not terminated"}'
         for node, index in nodes
     ]
     reply({'start': start, 'end': end, 'failures': [failure for failure in failures if failure]})
