@@ -62,8 +62,10 @@ __all__ = (
     'TransferFailedError',
     'UnsafeArchiveError',
     'UnsupportedPathError',
+    'errno_in_message',
     'error_from_answer',
     'error_from_response',
+    'message_of_response',
     'translate_errors',
 )
 
@@ -207,7 +209,8 @@ _STATUS_BEFORE_ERRNO = frozenset({401, 413, 429})
 _ERRNO_OF_STATUS: dict[int, int] = {403: errno.EACCES, 404: errno.ENOENT, 408: errno.ETIMEDOUT, 504: errno.ETIMEDOUT}
 
 
-def _errno_in(message: str) -> int | None:
+def errno_in_message(message: str) -> int | None:
+    """Return the errno whose ``strerror`` text ``message`` names (see :data:`ERRNO_OF_STRERROR`), or None."""
     for text, code in ERRNO_OF_STRERROR.items():
         if text in message:
             return code
@@ -226,7 +229,7 @@ def error_from_answer(status: int, message: str, path: str | None = None) -> Fir
     :param message: the ``message`` of the answer's envelope (or its text).
     :param path: the remote path the request was about, for the exception's ``filename``.
     """
-    code = None if status in _STATUS_BEFORE_ERRNO else _errno_in(message)
+    code = None if status in _STATUS_BEFORE_ERRNO else errno_in_message(message)
     if code is not None:
         cls = _CLASS_OF_ERRNO.get(code, FirecrestApiError)
     else:
@@ -245,7 +248,8 @@ def error_from_answer(status: int, message: str, path: str | None = None) -> Fir
     return exc
 
 
-def _message_of(response: httpx.Response) -> str:
+def message_of_response(response: httpx.Response) -> str:
+    """Return the message of an error answer: its envelope's ``message``, else its text (at most 500 characters)."""
     try:
         body: Any = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
@@ -257,7 +261,7 @@ def _message_of(response: httpx.Response) -> str:
 
 def error_from_response(response: httpx.Response, path: str | None = None) -> FirecrestError:
     """Return the exception for an HTTP error answer of FirecREST (see :func:`error_from_answer`)."""
-    return error_from_answer(response.status_code, _message_of(response), path)
+    return error_from_answer(response.status_code, message_of_response(response), path)
 
 
 def _error_from_http(exc: httpx.HTTPError) -> FirecrestError:

@@ -8,7 +8,8 @@
   ``Retry-After``;
 * a 429 is retried a bounded number of times (pyfirecrest retries forever by default);
 * a 401 is retried once with a fresh token (the token may have been revoked or the clock skewed);
-* an idempotent GET is retried a bounded number of times after a 502/503/504 or a dropped connection;
+* a failed request is repeated as :mod:`~aiida_firecrest.client.retry_policy` says for its operation (a bounded,
+  jittered back-off; never a job submission whose server may have acted);
 * :meth:`FirecrestClient.download_direct` downloads a small file in ONE request. pyfirecrest's ``download`` always
   ``stat`` s the file first to choose between the direct and the staged path; the transport usually knows the size
   already (from a listing) or can simply try, since the server answers 413 above its limit. It uses the client's
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import posixpath
+import random
 import ssl
 import threading
 from collections.abc import Awaitable, Callable
@@ -30,8 +33,18 @@ from firecrest.utilities import parse_retry_after
 from firecrest.v2 import AsyncFirecrest
 from firecrest.v2._async.Client import AsyncExternalDownload
 
-from .exceptions import error_from_answer
+from .exceptions import error_from_answer, message_of_response
 from .request_budget import RequestBudget
+from .retry_policy import (
+    DEFAULT_BACKOFF,
+    Backoff,
+    Operation,
+    Repeat,
+    failure_of_answer,
+    failure_of_error,
+    operation_of,
+    settles,
+)
 
 __all__ = ('FirecrestClient', 'ssl_context')
 
@@ -40,11 +53,6 @@ LOGGER = logging.getLogger(__name__)
 
 DEFAULT_RATE_LIMIT_RETRIES = 3
 """How often a 429 is retried (honouring ``Retry-After``) before the error reaches the caller."""
-
-TRANSIENT_RETRIES = 2
-"""How often an idempotent GET is retried after a 502/503/504 or a dropped connection."""
-
-TRANSIENT_STATUSES = frozenset({502, 503, 504})
 
 PYFIRECREST_DIRECT_LIMIT = AsyncFirecrest.MAX_DIRECT_UPLOAD_SIZE
 """pyfirecrest's hard-coded direct-transfer limit (1 MiB): files below it are sent directly without asking the server
@@ -82,6 +90,9 @@ class FirecrestClient(AsyncFirecrest):
     :param verify: the TLS context (or False to skip verification).
     :param rate_limit_retries: how often a 429 is retried.
     :param http_transport: the httpx transport (tests pass an :class:`httpx.MockTransport`).
+    :param backoff: how often and after what delays a failed request is repeated (default :data:`DEFAULT_BACKOFF`).
+    :param rng: the random draws of the delays (tests pass a seeded one).
+    :ivar retries: the number of repeats after a failure (not counting 429s and 401s) so far.
     """
 
     def __init__(
@@ -94,8 +105,13 @@ class FirecrestClient(AsyncFirecrest):
         verify: ssl.SSLContext | bool,
         rate_limit_retries: int = DEFAULT_RATE_LIMIT_RETRIES,
         http_transport: httpx.AsyncBaseTransport | None = None,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._budget = budget
+        self.backoff = backoff or DEFAULT_BACKOFF
+        self._rng = rng or random.Random()
+        self.retries = 0
         self._http_transport = http_transport
         self._http_timeout = httpx.Timeout(timeout)
         super().__init__(url, authorization=authorization, verify=verify)
@@ -143,35 +159,68 @@ class FirecrestClient(AsyncFirecrest):
             self._budget.pause(parse_retry_after(retry_after, self.log))
 
     async def _send(
-        self, send: Callable[..., Awaitable[httpx.Response]], *args: Any, idempotent: bool
+        self, send: Callable[..., Awaitable[httpx.Response]], *args: Any, operation: Operation
     ) -> httpx.Response:
-        """Send with pyfirecrest's ``send`` (which retries 429), retrying once after 401 and transient failures."""
-        transient = 0
+        """Send with pyfirecrest's ``send`` (which retries 429), repeating as :mod:`.retry_policy` allows.
+
+        One 401 is repeated with a fresh token; a failure is repeated if ``operation`` may be after it, at most
+        ``self.backoff.attempts`` times; the error answer of a repeat that shows an earlier try did the work becomes
+        the success answer (see :func:`~aiida_firecrest.client.retry_policy.settles`).
+        """
+        repeats = 0
         refreshed = False
         while True:
             try:
                 response = await send(*args)
             except httpx.TransportError as exc:
-                if not idempotent or transient >= TRANSIENT_RETRIES or isinstance(exc, httpx.TimeoutException):
+                failure = failure_of_error(exc)
+                if failure is None or not operation.may_repeat(failure) or repeats >= self.backoff.attempts:
                     raise
-                transient += 1
-                LOGGER.debug('retrying a GET after %s', type(exc).__name__)
-                await asyncio.sleep(0.5 * 2**transient)
+                repeats += 1
+                await self._wait_before_repeat(operation, repeats, type(exc).__name__, None)
                 continue
             if response.status_code == 401 and not refreshed and hasattr(self._authorization, 'invalidate'):
                 refreshed = True
                 used = response.request.headers.get('Authorization', '').removeprefix('Bearer ')
                 self._authorization.invalidate(used)
                 continue
-            if idempotent and response.status_code in TRANSIENT_STATUSES and transient < TRANSIENT_RETRIES:
-                transient += 1
-                LOGGER.debug('retrying a GET after HTTP %s', response.status_code)
-                await asyncio.sleep(0.5 * 2**transient)
-                continue
-            return response
+            if response.is_success:
+                return response
+            message = message_of_response(response)
+            if repeats and settles(operation, message) and await self._settled(operation, args):
+                LOGGER.debug('%s: an earlier try did it (%s)', operation.name, message)
+                return _success_answer(operation, response.request)
+            failure = failure_of_answer(operation, response.status_code, message)
+            if failure is None or not operation.may_repeat(failure) or repeats >= self.backoff.attempts:
+                return response
+            repeats += 1
+            await self._wait_before_repeat(operation, repeats, f'HTTP {response.status_code}', response)
+
+    async def _wait_before_repeat(
+        self, operation: Operation, repeat: int, reason: str, response: httpx.Response | None
+    ) -> None:
+        retry_after = None
+        if response is not None and 'Retry-After' in response.headers:
+            retry_after = parse_retry_after(response.headers['Retry-After'], self.log)
+        delay = self.backoff.delay(repeat, self._rng, retry_after)
+        self.retries += 1
+        LOGGER.debug('repeating %s after %s in %.2f s (repeat %d)', operation.name, reason, delay, repeat)
+        await asyncio.sleep(delay)
+
+    async def _settled(self, operation: Operation, args: tuple[Any, ...]) -> bool:
+        """Whether an operation whose repeat says "done" is done: for a link, that it points at its target."""
+        if operation.repeat is not Repeat.LINK_IS_DONE:
+            return True
+        endpoint, body = str(args[0]), args[-1] or {}
+        system = endpoint.split('/')[2]
+        link = str(body.get('linkPath', ''))
+        entries = await self.list_files(system, posixpath.dirname(link), show_hidden=True)
+        name = posixpath.basename(link)
+        return any(e.get('name') == name and e.get('linkTarget') == body.get('sourcePath') for e in entries)
 
     async def _get_request(self, endpoint: str, additional_headers: Any = None, params: Any = None) -> httpx.Response:
-        return await self._send(super()._get_request, endpoint, additional_headers, params, idempotent=True)
+        operation = operation_of('GET', endpoint)
+        return await self._send(super()._get_request, endpoint, additional_headers, params, operation=operation)
 
     async def _post_request(
         self,
@@ -183,17 +232,24 @@ class FirecrestClient(AsyncFirecrest):
         json_data: Any = None,
     ) -> httpx.Response:
         send = super()._post_request
-        return await self._send(send, endpoint, additional_headers, params, data, files, json_data, idempotent=False)
+        operation = operation_of('POST', endpoint, json_data)
+        return await self._send(send, endpoint, additional_headers, params, data, files, json_data, operation=operation)
 
     async def _put_request(
         self, endpoint: str, additional_headers: Any = None, data: Any = None, json_data: Any = None
     ) -> httpx.Response:
-        return await self._send(super()._put_request, endpoint, additional_headers, data, json_data, idempotent=False)
+        operation = operation_of('PUT', endpoint, json_data)
+        return await self._send(
+            super()._put_request, endpoint, additional_headers, data, json_data, operation=operation
+        )
 
     async def _delete_request(
         self, endpoint: str, additional_headers: Any = None, params: Any = None, data: Any = None
     ) -> httpx.Response:
-        return await self._send(super()._delete_request, endpoint, additional_headers, params, data, idempotent=False)
+        operation = operation_of('DELETE', endpoint)
+        return await self._send(
+            super()._delete_request, endpoint, additional_headers, params, data, operation=operation
+        )
 
     async def download_direct(self, system_name: str, path: str) -> bytes:
         """Return the contents of a file below the direct-transfer limit, in one request (no ``stat`` first).
@@ -279,3 +335,10 @@ class FirecrestClient(AsyncFirecrest):
             return str(await self.view(job['system'], job['logs']['errorLog'])).strip()[-2000:]
         except Exception:  # the log is a courtesy: its absence must not hide the failure
             return ''
+
+
+def _success_answer(operation: Operation, request: httpx.Request) -> httpx.Response:
+    """The answer the server gives when ``operation`` succeeds (204 for ``rm``, 201 for ``mkdir`` and ``symlink``)."""
+    if operation.repeat is Repeat.MISSING_IS_DONE:
+        return httpx.Response(204, request=request)
+    return httpx.Response(201, json={'output': ''}, request=request)
