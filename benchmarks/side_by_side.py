@@ -62,6 +62,8 @@ SETTLE = 0.2
 REPLY_MARKER = '@@side-by-side@@ '
 """The prefix of a worker's answer on its standard output (anything else there is the libraries' chatter)."""
 SERVER_START_TIMEOUT = 180.0
+DAEMON_STOP_TIMEOUT = 300
+"""Seconds ``verdi daemon stop`` may wait for its workers (its default, 5 s, is too short for busy workers)."""
 CALCJOB_CODE = 'bash'
 MB = 10**6
 
@@ -806,7 +808,7 @@ def daemon_run(plugin: Plugin, server: Server, computer: str, sizes: Sizes, time
             'worker-submit', '--computer', computer, '--calcjobs', str(sizes.calcjobs), '--timeout', str(timeout)
         )
     finally:
-        plugin.verdi('daemon', 'stop')
+        plugin.verdi('daemon', 'stop', '--timeout', str(DAEMON_STOP_TIMEOUT))
     requests = server.log.since(mark)
     seconds = answer['end'] - answer['start']
     result = {
