@@ -5,19 +5,23 @@
 
 For one small file, one big file (staged through S3 above the 5 MiB direct-transfer limit) and a tree of many small
 files, it prints the FirecREST requests each put and get took (counted by the server, token requests apart) and the
-wall time (best of ``--repeat``). Request counts are exact; times depend on the machine.
+wall time (best of ``--repeat``); then the big file's put and get by the raw API path (the staged-transfer endpoints
+with plain httpx, polling the transfer job every 0.1 s: ``side_by_side.RawApi``), the reference. Request counts are
+exact; times depend on the machine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 import tempfile
 import time
 from pathlib import Path
 
 import click
+from side_by_side import RawApi  # benchmarks/ is the script's folder, first on sys.path
 
 from aiida_firecrest.server import LocalFirecrest
 from aiida_firecrest.server.cli import write_private_text
@@ -60,7 +64,8 @@ async def run(server: LocalFirecrest, local: Path, secret_file: Path, big_size: 
         billing_account='',
     )
     remote = f'{config["workdir"]}/benchmark'
-    small, big, tree = local / 'small.dat', local / 'big.dat', local / 'tree'
+    small, big, tree, raw_back = local / 'small.dat', local / 'big.dat', local / 'tree', local / 'raw.back'
+    tree_copies = itertools.count()
     small.write_bytes(os.urandom(1024))
     big.write_bytes(os.urandom(big_size))
     make_tree(tree, tree_files)
@@ -76,14 +81,24 @@ async def run(server: LocalFirecrest, local: Path, secret_file: Path, big_size: 
                 f'get {big_size / 2**20:.0f} MiB file',
                 lambda: transport.getfile_async(f'{remote}/big.dat', local / 'big.back'),
             ),
-            (f'put {tree_files}-file tree', lambda: transport.puttree_async(tree, f'{remote}/tree')),
-            (f'get {tree_files}-file tree', lambda: transport.gettree_async(f'{remote}/tree', local / 'tree.back')),
+            (f'put {tree_files}-file tree', lambda: transport.puttree_async(tree, f'{remote}/tree{next(tree_copies)}')),
+            (
+                f'get {tree_files}-file tree',
+                lambda: transport.gettree_async(f'{remote}/tree0', local / f'tree.back{next(tree_copies)}'),
+            ),
         ]
         for label, function in cases:
             await measure(server, transport, label, function, repeat)
+        raw = RawApi(config)
+        size = f'{big_size / 2**20:.0f} MiB'
+        await measure(server, transport, f'raw API put {size}', lambda: raw.put(big, Path(f'{remote}/raw.dat')), repeat)
+        await measure(
+            server, transport, f'raw API get {size}', lambda: raw.get(Path(f'{remote}/raw.dat'), raw_back), repeat
+        )
         await transport.rmtree_async(remote)
-    assert hashlib.sha256(big.read_bytes()).digest() == hashlib.sha256((local / 'big.back').read_bytes()).digest()
-    assert len(list((local / 'tree.back').rglob('*.txt'))) == tree_files
+    for copy in (local / 'big.back', raw_back):
+        assert hashlib.sha256(big.read_bytes()).digest() == hashlib.sha256(copy.read_bytes()).digest()
+    assert len(list((local / f'tree.back{repeat}').rglob('*.txt'))) == tree_files
 
 
 @click.command()

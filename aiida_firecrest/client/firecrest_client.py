@@ -33,6 +33,7 @@ from firecrest.utilities import parse_retry_after
 from firecrest.v2 import AsyncFirecrest
 from firecrest.v2._async.Client import AsyncExternalDownload
 
+from . import transfer_wait
 from .exceptions import error_from_answer, message_of_response
 from .request_budget import RequestBudget
 from .retry_policy import (
@@ -309,6 +310,10 @@ class FirecrestClient(AsyncFirecrest):
             data['account'] = account
         response = await self._post_request(endpoint=f'/filesystem/{system_name}/transfer/download', json_data=data)
         return AsyncExternalDownload(client=self, transfer_info=self._check_response(response, 201), file_path=target)
+
+    async def wait_for_job(self, system_name: str, job_id: str, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Wait for a job (a transfer job, for pyfirecrest) to end, polling as :mod:`.transfer_wait` says."""
+        return await transfer_wait.wait_for_job(self, system_name, job_id, timeout, **kwargs)
 
     async def wait_for_transfer(self, job_info: dict[str, Any], path: str | None = None) -> None:
         """Wait for a transfer job (of ``cp``, ``mv``...) to end; if it failed, raise what its error log says.

@@ -1,0 +1,98 @@
+"""Waiting for transfer jobs: the delays between polls, and what the wait does with each answer."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import httpx
+import pytest
+from firecrest.FirecrestException import FirecrestException, JobTimeoutException
+
+from aiida_firecrest.client import transfer_wait
+from aiida_firecrest.client.transfer_wait import poll_delays, wait_for_job
+
+
+def job(state: str) -> list[dict[str, Any]]:
+    return [{'jobId': '7', 'status': {'state': state}}]
+
+
+def not_found() -> FirecrestException:
+    return FirecrestException([httpx.Response(404, json={'message': 'Job not found.'})])
+
+
+class FakeJobs:
+    """A client whose ``job_info`` gives the answers in turn (an exception is raised); cancellations recorded."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.cancelled: list[str] = []
+
+    async def job_info(self, system_name: str, jobid: str) -> Any:
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def cancel_job(self, system_name: str, jobid: str) -> None:
+        self.cancelled.append(jobid)
+
+
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The delays the wait sleeps (without sleeping), and a loop clock that they advance."""
+    delays: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+
+    monkeypatch.setattr(transfer_wait.asyncio, 'sleep', sleep)
+    return delays
+
+
+def test_delays_grow_by_half_up_to_the_longest() -> None:
+    delays = list(itertools.islice(poll_delays(), 12))
+    assert delays[:3] == pytest.approx([0.2, 0.3, 0.45])
+    assert max(delays) == transfer_wait.LONGEST_DELAY
+
+
+def test_a_job_is_seen_late_by_a_bounded_part_of_its_duration() -> None:
+    """A job ending just after the poll at ``elapsed`` is seen ``delay`` later: from 2 s on, at most 60 % of
+    ``elapsed`` (pyfirecrest's doubling: up to 100 %)."""
+    elapsed = 0.0
+    for delay in itertools.islice(poll_delays(), 40):
+        if elapsed >= 2.0:
+            assert delay <= 0.6 * elapsed
+        elapsed += delay
+
+
+@pytest.mark.parametrize('end', ['COMPLETED', 'FAILED', 'CANCELLED'])
+async def test_polls_until_the_job_has_ended(slept: list[float], end: str) -> None:
+    client = FakeJobs(job('PENDING'), job('RUNNING'), job(end))
+    assert await wait_for_job(client, 'cluster', '7') == job(end)
+    assert slept == pytest.approx([0.2, 0.3])
+
+
+async def test_a_job_not_known_yet_is_asked_for_again(slept: list[float]) -> None:
+    client = FakeJobs(not_found(), job('COMPLETED'))
+    assert await wait_for_job(client, 'cluster', '7') == job('COMPLETED')
+
+
+async def test_a_job_still_unknown_after_the_not_found_timeout_is_an_error(slept: list[float]) -> None:
+    with pytest.raises(FirecrestException):
+        await wait_for_job(FakeJobs(not_found()), 'cluster', '7', not_found_timeout=-1)
+
+
+async def test_other_errors_are_raised_at_once(slept: list[float]) -> None:
+    error = FirecrestException([httpx.Response(500, json={'message': 'boom'})])
+    with pytest.raises(FirecrestException) as raised:
+        await wait_for_job(FakeJobs(error, job('COMPLETED')), 'cluster', '7')
+    assert raised.value is error
+    assert slept == []
+
+
+async def test_timeout_cancels_the_job(slept: list[float]) -> None:
+    client = FakeJobs(job('RUNNING'))
+    with pytest.raises(JobTimeoutException):
+        await wait_for_job(client, 'cluster', '7', timeout=0.1)
+    assert client.cancelled == ['7']
