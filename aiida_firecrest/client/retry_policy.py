@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx
 
-from .exceptions import errno_in_message
+from .exceptions import errno_in_message, message_of_response
 
 __all__ = (
     'DEFAULT_BACKOFF',
@@ -51,6 +51,7 @@ __all__ = (
     'failure_of_answer',
     'failure_of_error',
     'operation_of',
+    'outcome_unknown',
     'settles',
 )
 
@@ -203,3 +204,18 @@ def settles(operation: Operation, message: str) -> bool:
     if operation.repeat in (Repeat.EXISTS_IS_DONE, Repeat.LINK_IS_DONE):
         return code == errno.EEXIST
     return False
+
+
+def outcome_unknown(exc: BaseException, operation: Operation) -> bool:
+    """Whether the failure ``exc`` of ``operation`` (after the client's repeats) leaves unknown if the server acted.
+
+    :param exc: what the client raised: an httpx error, or pyfirecrest's exception holding the answers.
+    :param operation: the operation that failed.
+    """
+    if isinstance(exc, httpx.TransportError):
+        return failure_of_error(exc) is not Failure.NOT_ACTED
+    responses = getattr(exc, 'responses', None)
+    if not responses:
+        return False
+    last: httpx.Response = responses[-1]
+    return failure_of_answer(operation, last.status_code, message_of_response(last)) is not None

@@ -40,6 +40,7 @@ from firecrest.FirecrestException import NotImplementedOnAPIversion
 from ..client.exceptions import FirecrestError, translate_errors
 from .job_parsing import build_detailed_job_info, parse_job
 from .job_records import RECORDS, JobKey
+from .job_submission import submit_once
 
 if t.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -149,11 +150,16 @@ class FirecrestScheduler(Scheduler):
     def submit_job(self, working_directory: str, filename: str) -> str | ExitCode:
         """Submit the batch script that the transport uploaded to ``working_directory``.
 
+        A submission that may have created a job (its answer lost) is not repeated before the job is looked for in
+        the jobs list by its working directory (:func:`~aiida_firecrest.scheduler.job_submission.submit_once`): the job
+        is submitted once.
+
         No ``account`` goes with the request: FirecREST would pass it to ``sbatch --account``, which takes precedence
         over the script's ``#SBATCH --account`` line, and the script already names the account to bill (see
         :meth:`_get_submit_script_header`); a script that names none is billed to the user's default account.
 
-        :calls: ``POST /compute/{system}/jobs`` (``scriptPath``, ``workingDirectory``)
+        :calls: ``POST /compute/{system}/jobs`` (``scriptPath``, ``workingDirectory``); after an uncertain answer,
+            ``GET /compute/{system}/jobs`` until the job is listed (at most 5 times) before submitting again
         :param working_directory: the absolute path of the calculation's working directory.
         :param filename: the name of the batch script in it.
         :return: the job id; or ``ERROR_SCHEDULER_INVALID_ACCOUNT`` if Slurm refuses the script's account.
@@ -163,23 +169,22 @@ class FirecrestScheduler(Scheduler):
 
         transport = self._firecrest
         script = posixpath.join(working_directory, filename)
+        key = (str(transport.url), transport.compute_resource, posixpath.normpath(working_directory))
         try:
-            answer = self._run(
+            job_id = self._run(
                 f'submit {script}',
-                transport.client.submit,
+                submit_once,
+                transport.client,
                 transport.compute_resource,
-                working_dir=working_directory,
-                script_remote_path=script,
+                working_directory,
+                script,
+                key=key,
             )
         except SchedulerError as exc:
             if 'invalid account' in str(exc).lower():
                 self.logger.error(f'Slurm refused the account of {script}: {exc}')
                 return t.cast('ExitCode', CalcJob.exit_codes.ERROR_SCHEDULER_INVALID_ACCOUNT)
             raise
-        try:
-            job_id = str(answer['jobId'])
-        except (KeyError, TypeError) as exc:
-            raise SchedulerError(f'FirecREST answered the submission of {script} without a job id: {answer!r}') from exc
         RECORDS.submitted(self._key(job_id))
         self.logger.info(f'submitted {script} as job {job_id}')
         return job_id
