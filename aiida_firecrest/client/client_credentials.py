@@ -78,7 +78,8 @@ def check_client_secret_source(source: str) -> None:
     try:
         info = path.stat()
     except OSError as exc:
-        raise FirecrestConfigurationError(f'cannot read the client-secret file {path}: {exc.strerror}') from exc
+        # the path is not repeated: a secret starting with ``/`` would be echoed
+        raise FirecrestConfigurationError(f'cannot read the client-secret file given: {exc.strerror}') from exc
     if not stat.S_ISREG(info.st_mode):
         raise FirecrestConfigurationError(f'the client-secret file {path} is not a regular file')
     if hasattr(os, 'getuid') and info.st_uid != os.getuid():
@@ -106,7 +107,7 @@ def read_client_secret(source: str) -> str:
         try:
             secret = path.read_text(encoding='utf-8')
         except OSError as exc:
-            raise FirecrestConfigurationError(f'cannot read the client-secret file {path}: {exc.strerror}') from exc
+            raise FirecrestConfigurationError(f'cannot read the client-secret file given: {exc.strerror}') from exc
         where = f'the file {path}'
     secret = secret.strip()
     if not secret:
@@ -117,16 +118,16 @@ def read_client_secret(source: str) -> str:
 def store_client_secret(secret: str) -> Path:
     """Write ``secret`` to a file of the AiiDA configuration folder that only the user may read; return its path.
 
-    The file is named after a digest of the secret, so that storing the same secret twice gives the same file.
+    The file's name is random: nothing in it derives from the secret.
     """
-    import hashlib
+    import secrets
 
     from aiida.manage.configuration.settings import AiiDAConfigDir
 
     directory = Path(AiiDAConfigDir.get()) / 'firecrest'
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = directory / f'client-secret-{hashlib.sha256(secret.encode()).hexdigest()[:16]}'
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    path = directory / f'client-secret-{secrets.token_hex(8)}'
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.fchmod(descriptor, 0o600)
     with os.fdopen(descriptor, 'w', encoding='utf-8') as handle:
         handle.write(secret)
@@ -136,11 +137,14 @@ def store_client_secret(secret: str) -> Path:
 def validate_client_secret_option(ctx: Any, param: Any, value: Any) -> Any:
     """The click callback of the ``client_secret`` option of ``verdi computer configure firecrest``.
 
-    A value that is neither an absolute path nor ``env:VARNAME`` is the secret itself (as in the file that
-    ``firecrest_demo.py serve --config-out`` writes): it is moved to a file that only the user may read
-    (:func:`store_client_secret`) and the option keeps that file's path, so the secret never reaches the database.
+    A value that is neither an absolute path nor ``env:VARNAME`` is the secret itself when it is typed at the (hidden)
+    prompt or read from a ``--config`` file (as the one ``firecrest_demo.py serve --config-out`` writes): it is moved
+    to a file that only the user may read (:func:`store_client_secret`) and the option keeps that file's path, so the
+    secret never reaches the database. On the command line it is refused: ``ps`` shows it to every user, and aiida-core
+    keeps the command line in the profile's ``access/<pid>.pid`` file. No message repeats the value.
 
-    :raises click.BadParameter: if :func:`check_client_secret_source` refuses the value.
+    :raises click.BadParameter: if the secret itself is on the command line, if the value is a relative path (of a
+        file or not: a mistyped path must not become the secret), or if :func:`check_client_secret_source` refuses it.
     """
     import click
 
@@ -148,14 +152,45 @@ def validate_client_secret_option(ctx: Any, param: Any, value: Any) -> Any:
         return value
     value = str(value).strip()
     if value and not value.startswith((ENV_PREFIX, '/', '~')):
-        if Path(value).exists():
-            raise click.BadParameter('the client-secret file must be given by its absolute path')
+        _check_secret_itself(value, _given_on_command_line(ctx, param))
         value = str(store_client_secret(value))
     try:
         check_client_secret_source(value)
     except FirecrestConfigurationError as exc:
         raise click.BadParameter(str(exc)) from exc
     return value
+
+
+COMMAND_LINE_REFUSAL = (
+    'the client secret itself must not be given on the command line (ps shows it, and aiida-core keeps the command '
+    'line in .aiida/access/<profile>/<pid>.pid): give the absolute path of a file holding it (chmod 600), or '
+    'env:VARNAME, or leave the option out to type the secret at a hidden prompt'
+)
+
+
+def _given_on_command_line(ctx: Any, param: Any) -> bool:
+    import click
+
+    if ctx is None or getattr(param, 'name', None) is None:
+        return False
+    return bool(ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE)
+
+
+def _check_secret_itself(value: str, on_command_line: bool) -> None:
+    """Refuse a value that is not to become the stored secret: one on the command line, or a relative path (one
+    that exists, or one with a directory part that exists or starting with ``./``: a mistyped path)."""
+    import click
+
+    if on_command_line:
+        raise click.BadParameter(COMMAND_LINE_REFUSAL)
+    path = Path(value)
+    if path.exists():
+        raise click.BadParameter('the client-secret file must be given by its absolute path')
+    if value.startswith(('./', '../')) or (len(path.parts) > 1 and path.parent.is_dir()):
+        raise click.BadParameter(
+            'the client secret looks like a relative path of a file that does not exist: give the absolute path of '
+            'an existing file (chmod 600), or env:VARNAME'
+        )
 
 
 def jwt_claims(token: str) -> dict[str, Any]:

@@ -130,7 +130,8 @@ AUTH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
         'client_secret',
         {
             'type': str,
-            'prompt': 'Client secret: a file (absolute path), env:VARNAME, or the secret itself',
+            'prompt': 'Client secret: a file (absolute path), env:VARNAME, or the secret itself (not shown)',
+            'hide_input': True,
             'help': 'Where to read the client secret: the absolute path of a file that only you can read '
             '(chmod 600; refused otherwise), or env:VARNAME for an environment variable of the AiiDA daemon. '
             'The secret itself is written to a file readable by you alone in the AiiDA configuration folder, '

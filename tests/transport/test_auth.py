@@ -131,13 +131,37 @@ def test_click_callback_moves_a_secret_to_a_private_file() -> None:
     assert SECRET not in str(stored)
     assert stored.read_text() == SECRET
     assert stored.stat().st_mode & 0o777 == 0o600
-    assert validate_client_secret_option(None, None, SECRET) == str(stored), 'the same secret, the same file'
+
+
+def test_stored_secret_file_name_is_random() -> None:
+    """Nothing in the name derives from the secret: the same secret stored twice gets two names."""
+    first, second = (Path(validate_client_secret_option(None, None, SECRET)) for _ in range(2))
+    assert first != second
+    assert first.read_text() == second.read_text() == SECRET
 
 
 def test_click_callback_refuses_a_relative_path(secret_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(secret_file.parent)
     with pytest.raises(click.BadParameter, match='absolute path'):
         validate_client_secret_option(None, None, secret_file.name)
+
+
+@pytest.mark.parametrize('mistyped', ['./secret-typo', '../secret-typo', 'secrets/typo.txt'])
+def test_click_callback_refuses_a_missing_relative_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mistyped: str
+) -> None:
+    """A mistyped path is an error, not a secret to store."""
+    (tmp_path / 'work' / 'secrets').mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / 'work')
+    with pytest.raises(click.BadParameter, match='relative path') as info:
+        validate_client_secret_option(None, None, mistyped)
+    assert mistyped not in str(info.value)
+
+
+def test_click_option_hides_what_is_typed() -> None:
+    from aiida_firecrest.transport.options import AUTH_OPTIONS
+
+    assert dict(AUTH_OPTIONS)['client_secret']['hide_input'] is True
 
 
 # --- tokens ------------------------------------------------------------------------------------------------------
@@ -303,21 +327,20 @@ def test_verdi_computer_configure(
     refused = _configure(computer.label, firecrest_config, str(insecure))
     assert refused.exit_code != 0
     assert 'accessible by others' in refused.output
-    given_directly = _configure(computer.label, firecrest_config, SECRET)
-    assert given_directly.exit_code == 0, given_directly.output
-    params = computer.get_authinfo(computer.backend.default_user).get_auth_params()
-    assert SECRET not in str(params) and SECRET not in given_directly.output
-    assert Path(params['client_secret']).read_text() == SECRET
+    on_command_line = _configure(computer.label, firecrest_config, SECRET)
+    assert on_command_line.exit_code != 0
+    assert 'env:VARNAME' in on_command_line.output and 'absolute path' in on_command_line.output
+    assert SECRET not in on_command_line.output
 
     accepted = _configure(computer.label, firecrest_config, str(firecrest_secret_file))
     assert accepted.exit_code == 0, accepted.output
     params = computer.get_authinfo(computer.backend.default_user).get_auth_params()
     assert params['client_secret'] == str(firecrest_secret_file)
-    assert params['safe_interval'] == 1.0
+    assert params['safe_interval'] == 0.1
     assert params['requests_per_second'] == 10.0
     assert params['requests_per_minute'] == 120.0
     assert params['max_direct_size'] == 0
     transport = computer.get_transport()
-    assert transport.get_safe_open_interval() == 1.0
+    assert transport.get_safe_open_interval() == 0.1
     with transport:
         assert transport.whoami()
