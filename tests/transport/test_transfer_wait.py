@@ -39,15 +39,9 @@ class FakeJobs:
 
 
 @pytest.fixture
-def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The delays the wait sleeps (without sleeping), and a loop clock that they advance."""
-    delays: list[float] = []
-
-    async def sleep(delay: float) -> None:
-        delays.append(delay)
-
-    monkeypatch.setattr(transfer_wait.asyncio, 'sleep', sleep)
-    return delays
+def no_delays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Polls without delays (``asyncio.sleep`` itself stays untouched: other event loops of the session use it)."""
+    monkeypatch.setattr(transfer_wait, 'poll_delays', lambda: itertools.repeat(0.0))
 
 
 def test_delays_grow_by_half_up_to_the_longest() -> None:
@@ -67,32 +61,38 @@ def test_a_job_is_seen_late_by_a_bounded_part_of_its_duration() -> None:
 
 
 @pytest.mark.parametrize('end', ['COMPLETED', 'FAILED', 'CANCELLED'])
-async def test_polls_until_the_job_has_ended(slept: list[float], end: str) -> None:
-    client = FakeJobs(job('PENDING'), job('RUNNING'), job(end))
+@pytest.mark.usefixtures('no_delays')
+async def test_polls_until_the_job_has_ended(end: str) -> None:
+    client = FakeJobs(job('PENDING'), job('RUNNING'), job(end), job('COMPLETED'))
     assert await wait_for_job(client, 'cluster', '7') == job(end)
-    assert slept == pytest.approx([0.2, 0.3])
+    assert client.answers == [job('COMPLETED')]
 
 
-async def test_a_job_not_known_yet_is_asked_for_again(slept: list[float]) -> None:
+@pytest.mark.usefixtures('no_delays')
+async def test_a_job_not_known_yet_is_asked_for_again() -> None:
     client = FakeJobs(not_found(), job('COMPLETED'))
     assert await wait_for_job(client, 'cluster', '7') == job('COMPLETED')
 
 
-async def test_a_job_still_unknown_after_the_not_found_timeout_is_an_error(slept: list[float]) -> None:
+@pytest.mark.usefixtures('no_delays')
+async def test_a_job_still_unknown_after_the_not_found_timeout_is_an_error() -> None:
     with pytest.raises(FirecrestException):
         await wait_for_job(FakeJobs(not_found()), 'cluster', '7', not_found_timeout=-1)
 
 
-async def test_other_errors_are_raised_at_once(slept: list[float]) -> None:
+@pytest.mark.usefixtures('no_delays')
+async def test_other_errors_are_raised_at_once() -> None:
     error = FirecrestException([httpx.Response(500, json={'message': 'boom'})])
+    client = FakeJobs(error, job('COMPLETED'))
     with pytest.raises(FirecrestException) as raised:
-        await wait_for_job(FakeJobs(error, job('COMPLETED')), 'cluster', '7')
+        await wait_for_job(client, 'cluster', '7')
     assert raised.value is error
-    assert slept == []
+    assert client.answers == [job('COMPLETED')]
 
 
-async def test_timeout_cancels_the_job(slept: list[float]) -> None:
+@pytest.mark.usefixtures('no_delays')
+async def test_timeout_cancels_the_job() -> None:
     client = FakeJobs(job('RUNNING'))
     with pytest.raises(JobTimeoutException):
-        await wait_for_job(client, 'cluster', '7', timeout=0.1)
+        await wait_for_job(client, 'cluster', '7', timeout=-1.0)
     assert client.cancelled == ['7']
