@@ -7,7 +7,7 @@ stand for a file-system condition also derive from the matching built-in, so cal
 
     OSError
     └── FirecrestError                                  root of the package
-        ├── PathNotFoundError  (FileNotFoundError)     ENOENT, HTTP 404
+        ├── PathNotFoundError  (FileNotFoundError)     ENOENT (a 404 is one only if its message says so)
         ├── PathExistsError    (FileExistsError)       EEXIST
         ├── PathIsADirectoryError  (IsADirectoryError)     EISDIR
         ├── PathNotADirectoryError (NotADirectoryError)    ENOTDIR
@@ -195,18 +195,19 @@ _CLASS_OF_ERRNO: dict[int, type[FirecrestError]] = {
 _CLASS_OF_STATUS: dict[int, type[FirecrestError]] = {
     401: FirecrestAuthenticationError,
     403: AccessDeniedError,
-    404: PathNotFoundError,
     408: FirecrestTimeoutError,
     413: DirectTransferTooLargeError,
     429: RateLimitedError,
     504: FirecrestTimeoutError,
 }
-"""The exception of a status, for answers whose message names no errno (and always for 401, 413 and 429)."""
+"""The exception of a status, for answers whose message names no errno (and always for 401, 413 and 429). A 404 is
+not here: it is "no such file" only when the server's message says so (``No such file or directory``); a bare 404 (an
+unknown system or job, a wrong route, a proxy's page) is a :class:`FirecrestApiError` with its status."""
 
 _STATUS_BEFORE_ERRNO = frozenset({401, 413, 429})
 """Statuses whose meaning does not depend on the message."""
 
-_ERRNO_OF_STATUS: dict[int, int] = {403: errno.EACCES, 404: errno.ENOENT, 408: errno.ETIMEDOUT, 504: errno.ETIMEDOUT}
+_ERRNO_OF_STATUS: dict[int, int] = {403: errno.EACCES, 408: errno.ETIMEDOUT, 504: errno.ETIMEDOUT}
 
 
 def errno_in_message(message: str) -> int | None:

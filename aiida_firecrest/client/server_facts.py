@@ -1,7 +1,8 @@
 """The process-wide cache of facts about a FirecREST server.
 
 :data:`FACTS` caches what does not change while a process runs (a system's description from ``/status/systems``, the
-user name): the engine creates a new transport for every open/close cycle, and they must not ask again.
+user name): the engine creates a new transport for every open/close cycle, and they must not ask again. A fact that an
+answer contradicts is forgotten (:meth:`FactsCache.forget`) and asked again.
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ class FactsCache:
                 with self._guard:
                     self._values[key] = value
         return value
+
+    def forget(self, *keys: tuple[str, ...]) -> None:
+        """Forget the values of ``keys``, so that the next :meth:`get` asks the server again (an answer contradicted
+        them, e.g. a 413 below the cached direct-transfer limit)."""
+        with self._guard:
+            for key in keys:
+                self._values.pop(key, None)
 
     def clear(self) -> None:
         """Forget everything (for tests)."""

@@ -208,7 +208,9 @@ class FirecrestBackend:
         return limit
 
     async def _direct_limit_after_413(self) -> int:
-        """The server's own limit, after it refused a direct transfer (the ``max_direct_size`` option was too high)."""
+        """The server's own limit, asked again after it refused a direct transfer below the limit believed (the cached
+        one is stale, or the ``max_direct_size`` option was too high)."""
+        FACTS.forget(self._facts_key('system'), self._facts_key('direct_limit'))
         limit = await self._server_direct_limit()
         self.client.MAX_DIRECT_UPLOAD_SIZE = limit
         return limit

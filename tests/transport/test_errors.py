@@ -90,7 +90,6 @@ def test_directory_not_empty_keeps_its_errno() -> None:
     [
         (401, FirecrestAuthenticationError, PermissionError),
         (403, AccessDeniedError, PermissionError),
-        (404, PathNotFoundError, FileNotFoundError),
         (408, FirecrestTimeoutError, TimeoutError),
         (413, DirectTransferTooLargeError, OSError),
         (429, RateLimitedError, OSError),
@@ -131,6 +130,24 @@ def test_error_from_response_reads_the_envelope() -> None:
     exc = error_from_response(_response(404, body), '/p')
     assert isinstance(exc, PathNotFoundError)
     assert 'ls: No such file or directory' in str(exc)
+
+
+@pytest.mark.parametrize(
+    'answer',
+    [
+        _response(404, {'errorType': 'error', 'message': 'System not found'}),
+        _response(404, {'message': 'Job not found.'}),
+        _response(404, {'detail': 'Not Found'}),
+        _response(404, text='<html><body>404 Not Found</body></html>'),
+    ],
+    ids=['unknown system', 'unknown job', 'wrong route', 'proxy page'],
+)
+def test_bare_404_is_not_a_missing_file(answer: httpx.Response) -> None:
+    """Only the server's own "No such file or directory" makes a 404 a missing file (that the engine may ignore)."""
+    exc = error_from_response(answer, '/p')
+    assert type(exc) is FirecrestApiError
+    assert not isinstance(exc, FileNotFoundError)
+    assert exc.status == 404
 
 
 def test_error_from_response_without_json() -> None:

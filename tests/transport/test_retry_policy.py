@@ -26,6 +26,7 @@ from aiida_firecrest.client.retry_policy import (
     failure_of_error,
     operation_of,
 )
+from aiida_firecrest.client.server_facts import FACTS
 from aiida_firecrest.server import LocalFirecrest, ServerSettings
 from aiida_firecrest.server.middleware import DROPPED
 
@@ -351,3 +352,42 @@ def test_requests_continue_after_a_server_restart(tmp_path: Path, fast_backoff: 
         assert server.app.state.restarts.count == 1
         statuses = server.request_log.statuses(0)
         assert statuses[401] == 1
+
+
+# --- server facts refreshed when an answer contradicts them --------------------------------------------------------
+
+UPLOAD_DIRECT = 'POST /filesystem/{system_name}/ops/upload'
+UPLOAD_STAGED = 'POST /filesystem/{system_name}/transfer/upload'
+SYSTEMS = 'GET /status/systems'
+
+
+@pytest.mark.local_server(reason="lowers the local server's direct-transfer limit while a transport runs")
+async def test_a_413_below_the_cached_limit_refreshes_it(
+    firecrest_transport: Any,
+    firecrest_config: dict[str, Any],
+    local_server: Any,
+    count_requests: Any,
+    tmp_path: Path,
+) -> None:
+    FACTS.clear()
+    limit = local_server.settings.max_ops_file_size
+    size = limit + 1000
+    source = tmp_path / 'f.bin'
+    source.write_bytes(random.Random(0).randbytes(size))
+    remote = f'{firecrest_config["workdir"]}/facts-{random.randrange(10**9)}'
+    local_server.settings.max_ops_file_size = 2 * limit
+    try:
+        async with firecrest_transport() as transport:
+            await transport.makedirs_async(remote)
+            await transport.put_async(source, f'{remote}/first.bin')  # direct; the limit 2 x limit is cached
+            local_server.settings.max_ops_file_size = limit
+            async with count_requests() as counted:
+                await transport.put_async(source, f'{remote}/second.bin')  # 413: the limit is asked again; staged
+                await transport.put_async(source, f'{remote}/third.bin')  # staged at once
+            await transport.rmtree_async(remote)
+    finally:
+        local_server.settings.max_ops_file_size = limit
+        FACTS.clear()
+    assert counted.counts[UPLOAD_DIRECT] == 1
+    assert counted.counts[SYSTEMS] == 1
+    assert counted.counts[UPLOAD_STAGED] == 2
