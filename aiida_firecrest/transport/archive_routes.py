@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import logging
 import os
 import posixpath
 import tempfile
@@ -36,6 +37,8 @@ from .server_archives import single_file_pattern
 
 __all__ = ('ArchiveRoutes',)
 
+LOGGER = logging.getLogger(__name__)
+
 
 class ArchiveRoutes:
     """The detours through archives of one transport; each method says its requests."""
@@ -55,6 +58,15 @@ class ArchiveRoutes:
             await self._backend.rm(path)
         except PathNotFoundError:
             pass
+
+    async def remove_leftover(self, path: str) -> None:
+        """Remove what an operation leaves on the server (a temporary archive or directory, the destination of a
+        failed tree transfer): a failure is logged, never raised, so that it neither turns a transfer that worked
+        into a failure nor hides why one failed."""
+        try:
+            await self.remove(path)
+        except OSError as exc:
+            LOGGER.warning(f'could not remove {path} on the server (remove it by hand): {exc}')
 
     def temporary_path(self, beside: str, suffix: str) -> str:
         name = f'aiida-firecrest-{uuid.uuid4().hex}{suffix}'
@@ -111,7 +123,7 @@ class ArchiveRoutes:
         try:
             await self._backend.extract(remote_archive, directory, 'gzip', path=directory)
         finally:
-            await self._backend.rm(remote_archive)
+            await self.remove_leftover(remote_archive)
 
     async def _upload_temporary(self, localpath: str, remotepath: str) -> None:
         """Upload to the temporary directory, creating it on first use."""
@@ -230,7 +242,7 @@ class ArchiveRoutes:
                 )
                 await self._backend.download(remote_archive, local_archive, local_archives.archive_size_bound([size]))
             finally:
-                await self.remove(remote_archive)
+                await self.remove_leftover(remote_archive)
             if not await asyncio.to_thread(local_archives.extract_member, local_archive, name, localpath):
                 raise PathNotFoundError(errno.ENOENT, f'{remotepath} is not a regular file the server archives', name)
         finally:
@@ -244,7 +256,7 @@ class ArchiveRoutes:
             await self.compress_into_temporary(source, remote_archive, dereference, compression='none')
             await self._backend.extract(remote_archive, directory, 'none', path=directory)
         finally:
-            await self.remove(remote_archive)
+            await self.remove_leftover(remote_archive)
 
     async def compress_copies(
         self, root: str, relative: list[str], destination: str, compression: str, dereference: bool
@@ -274,7 +286,7 @@ class ArchiveRoutes:
                 source, destination, dereference=False, compression=compression, path=destination
             )
         finally:
-            await self.remove(staging)
+            await self.remove_leftover(staging)
 
     async def archive_size(self, entries: list[dict[str, Any]], dereference: bool, remote_archive: str) -> int:
         """The size to plan the download of the server's archive of a listed tree by: a bound from the listing (no

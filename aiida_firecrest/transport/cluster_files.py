@@ -24,6 +24,7 @@ from typing import Any
 from aiida.transports.transport import AsyncTransport, TransportPath, has_magic
 
 from ..client.exceptions import (
+    AccessDeniedError,
     FirecrestError,
     FirecrestNotSupportedError,
     InvalidArgumentError,
@@ -66,11 +67,15 @@ class ClusterFiles(AsyncTransport):
     # --- queries --------------------------------------------------------------------------------------------------
 
     async def path_exists_async(self, path: TransportPath) -> bool:
-        """Return whether ``path`` exists (following links, as :func:`os.path.exists`); one ``stat`` request.
+        """Return whether ``path`` exists (following links, as :func:`os.path.exists`); one ``stat`` request. False
+        where the user may not look (as :func:`os.path.exists` and ``core.local`` answer).
 
-        :raises FirecrestError: if the server cannot answer (anything but 'no such file').
+        :raises FirecrestError: if the server cannot answer (anything but 'no such file' or 'permission denied').
         """
-        return await self._mode(path) is not None
+        try:
+            return await self._mode(path) is not None
+        except AccessDeniedError:
+            return False
 
     async def isdir_async(self, path: TransportPath) -> bool:
         """Return whether ``path`` is a directory (or a link to one); False if it does not exist. One request.

@@ -18,6 +18,7 @@ import errno
 import logging
 import os
 import posixpath
+import shutil
 import stat
 import tempfile
 from typing import Any
@@ -76,6 +77,16 @@ class TreeTransfers:
         if self._fresh.absent(remotepath) and await self._put_in_place(localpath, remotepath, dereference):
             return
         destination, created = await self._tree_destination(localpath, remotepath)
+        try:
+            await self._put_tree_into(localpath, destination, created, dereference, preserve)
+        except BaseException:
+            if created:  # leave nothing behind, so that a retry does not copy into it (``tree/tree``)
+                await asyncio.shield(self._routes.remove_leftover(destination))
+            raise
+
+    async def _put_tree_into(
+        self, localpath: str, destination: str, created: bool, dereference: bool, preserve: bool
+    ) -> None:
         directories, files, links = await asyncio.to_thread(local_archives.walk_tree, localpath, dereference)
         awkward = any(
             not server_carries(posixpath.join(destination, *relative.split(os.sep))) for relative in directories + files
@@ -99,7 +110,18 @@ class TreeTransfers:
             raise PathNotADirectoryError(errno.ENOTDIR, 'Cannot copy a directory into a file', localpath)
         if os.path.isdir(localpath):
             localpath = os.path.join(localpath, posixpath.basename(remotepath))
+        created = not os.path.lexists(localpath)
         await asyncio.to_thread(os.makedirs, localpath, exist_ok=True)
+        try:
+            await self._get_tree_into(remotepath, localpath, entries, dereference, preserve)
+        except BaseException:
+            if created:  # leave nothing behind; what existed before stays as it was
+                await asyncio.to_thread(shutil.rmtree, localpath, ignore_errors=True)
+            raise
+
+    async def _get_tree_into(
+        self, remotepath: str, localpath: str, entries: list[dict[str, Any]], dereference: bool, preserve: bool
+    ) -> None:
         uncarried = any(not server_carries(str(entry['name'])) for entry in entries)
         if len(entries) > self._archive_threshold or uncarried:
             await self._get_tree_archive(remotepath, localpath, dereference, entries)
@@ -237,7 +259,7 @@ class TreeTransfers:
                     remote_archive, local_archive, await self._routes.archive_size(entries, dereference, remote_archive)
                 )
             finally:
-                await self._routes.remove(remote_archive)
+                await self._routes.remove_leftover(remote_archive)
             # the server archives the directory under its own name: strip it. Links are recreated from the listing
             # afterwards, so that no member can be written through one. Files reached through followed links come as
             # hard links (``tar --dereference``): they become files of their own, as ``shutil.copytree`` makes them.

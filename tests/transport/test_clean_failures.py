@@ -1,5 +1,6 @@
 """Staged transfers killed in the middle (an S3 error, a lost connection, the caller cancelling) leave nothing behind:
-no file at the destination, no temporary file, no transfer job running."""
+no file at the destination, no temporary file, no transfer job running; a failed tree transfer leaves nothing at a
+destination it created; and the failed removal of a temporary archive does not fail a transfer that worked."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import pytest
 from firecrest.FirecrestException import MultipartUploadException
 from firecrest.v2._async.Client import AsyncExternalDownload, AsyncExternalUpload
 
-from aiida_firecrest.client.exceptions import TransferFailedError
+from aiida_firecrest.client.exceptions import FirecrestApiError, TransferFailedError
+from aiida_firecrest.transport.archive_routes import ArchiveRoutes
+from aiida_firecrest.transport.backend import FirecrestBackend
 from tests.remote_files import RemotePath
 
 pytestmark = pytest.mark.local_server(reason='reads the jobs and the staging area of the local server')
@@ -132,3 +135,89 @@ async def test_cancelled_staged_download_leaves_no_file(
         with pytest.raises(asyncio.CancelledError):
             await task
     assert sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.mark.parametrize('direction', ['put', 'get'])
+async def test_failed_removal_of_the_temporary_archive_is_logged_not_raised(
+    firecrest_transport: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    remote: RemotePath,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    direction: str,
+) -> None:
+    """A tree that travels as one archive arrives whole even when its temporary archive cannot be removed."""
+    remove = ArchiveRoutes.remove
+    refused: list[Path] = []
+
+    async def refusing_temporaries(self: ArchiveRoutes, path: str) -> None:
+        if 'aiida-firecrest-' in path:
+            refused.append(Path(path))
+            raise FirecrestApiError('Injected server error.')
+        await remove(self, path)
+
+    monkeypatch.setattr(ArchiveRoutes, 'remove', refusing_temporaries)
+    source = tmp_path / 'tree' if direction == 'put' else Path(remote / 'tree')
+    source.mkdir()
+    for index in range(12):  # above the archive threshold
+        (source / f'f{index}').write_text(str(index))
+    destination = Path(remote / 'copy') if direction == 'put' else tmp_path / 'copy'
+    async with firecrest_transport() as transport:
+        if direction == 'put':
+            await transport.puttree_async(source, destination)
+        else:
+            await transport.gettree_async(source, destination)
+    for leftover in refused:  # the local server's temporary directory is shared by the session's tests
+        leftover.unlink(missing_ok=True)
+    assert sorted(os.listdir(destination)) == sorted(os.listdir(source))
+    assert refused
+    assert 'could not remove' in caplog.text
+
+
+@pytest.mark.parametrize('direction', ['put', 'get'])
+@pytest.mark.parametrize('entries', [3, 12], ids=['file-by-file', 'archive'])
+async def test_failed_tree_transfer_leaves_nothing_at_a_new_destination(
+    firecrest_transport: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    remote: RemotePath,
+    tmp_path: Path,
+    direction: str,
+    entries: int,
+) -> None:
+    """The destination the transfer created is removed, so that a retry does not copy into it (``tree/tree``)."""
+
+    async def failing(*args: Any) -> None:
+        raise FirecrestApiError('Injected server error.')
+
+    monkeypatch.setattr(FirecrestBackend, 'upload' if direction == 'put' else 'download', failing)
+    source = tmp_path / 'tree' if direction == 'put' else Path(remote / 'tree')
+    source.mkdir()
+    for index in range(entries):
+        (source / f'f{index}').write_text(str(index))
+    destination = Path(remote / 'copy') if direction == 'put' else tmp_path / 'copy'
+    async with firecrest_transport() as transport:
+        with pytest.raises(FirecrestApiError):
+            if direction == 'put':
+                await transport.puttree_async(source, destination)
+            else:
+                await transport.gettree_async(source, destination)
+    assert not destination.exists()
+
+
+async def test_failed_tree_transfer_into_an_existing_directory_leaves_it_as_it_was(
+    firecrest_transport: Any, monkeypatch: pytest.MonkeyPatch, remote: RemotePath, tmp_path: Path
+) -> None:
+    """The tree goes into ``copy/tree``, which the transfer created and removes; what ``copy`` held stays."""
+
+    async def failing(*args: Any) -> None:
+        raise FirecrestApiError('Injected server error.')
+
+    monkeypatch.setattr(FirecrestBackend, 'download', failing)
+    Path(remote / 'tree').mkdir()
+    (Path(remote / 'tree') / 'f').write_text('new')
+    (tmp_path / 'copy').mkdir()
+    (tmp_path / 'copy' / 'kept').write_text('kept')
+    async with firecrest_transport() as transport:
+        with pytest.raises(FirecrestApiError):
+            await transport.gettree_async(remote / 'tree', tmp_path / 'copy', overwrite=True)
+    assert os.listdir(tmp_path / 'copy') == ['kept']

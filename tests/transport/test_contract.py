@@ -1168,6 +1168,17 @@ def test_transfer_into_read_only_directory_raises_permission_error(transfer: Tra
 
 
 @NEEDS_PERMISSIONS
+def test_path_exists_is_false_where_one_may_not_look(transport: Transport, remote: Location) -> None:
+    """As :func:`os.path.exists` (and ``core.local``): a path below a directory one may not search is not seen."""
+    remote.build({'closed/f.txt': 'content'})
+    (remote / 'closed').chmod(0o000)
+    try:
+        assert transport.path_exists(str(remote / 'closed' / 'f.txt')) is False
+    finally:
+        (remote / 'closed').chmod(0o700)
+
+
+@NEEDS_PERMISSIONS
 @pytest.mark.parametrize(
     'operation',
     [
