@@ -166,21 +166,22 @@ def safe_extract(
         nothing can be written through them any more).
     :param copy_hard_links: write a hard-link member as an independent copy of the file it links to (``tar
         --dereference`` stores a file reached through several links once, and the others as hard links to it).
-    :raises UnsafeArchiveError: at the first unsafe member; the members before it are extracted, none after it.
+    :raises UnsafeArchiveError: if a member is unsafe: every member is checked before any is written, so a refused
+        archive leaves nothing extracted (each is checked again as it is written, links extracted before included).
     """
     root = os.path.realpath(target)
     has_data_filter = hasattr(tarfile, 'data_filter')
     with tarfile.open(archive, 'r:*') as tar:
-        for original in tar:
-            member = original
-            if skip_symlinks and original.issym():
-                continue
-            if strip_components:
-                name = _strip(original.name, strip_components)
-                if not name:
-                    continue
-                linkname = _strip(original.linkname, strip_components) if original.islnk() else original.linkname
-                member = _renamed(original, name, linkname)
+        members = [
+            (original, member)
+            for original in tar.getmembers()
+            if not (skip_symlinks and original.issym())
+            for member in [_stripped(original, strip_components)]
+            if member is not None
+        ]
+        for _, member in members:
+            _check(member, root)
+        for original, member in members:
             _check(member, root)
             if copy_hard_links and original.islnk():
                 _extract_copy(tar, original, os.path.join(root, member.name))
@@ -204,6 +205,17 @@ def _extract_copy(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str) -> N
     with data, open(path, 'wb') as handle:
         shutil.copyfileobj(data, handle)
     set_mode_and_time(path, member.mode, member.mtime)
+
+
+def _stripped(member: tarfile.TarInfo, strip_components: int) -> tarfile.TarInfo | None:
+    """``member`` without its first ``strip_components`` components (None if nothing is left of its name)."""
+    if not strip_components:
+        return member
+    name = _strip(member.name, strip_components)
+    if not name:
+        return None
+    linkname = _strip(member.linkname, strip_components) if member.islnk() else member.linkname
+    return _renamed(member, name, linkname)
 
 
 def _renamed(member: tarfile.TarInfo, name: str, linkname: str) -> tarfile.TarInfo:

@@ -314,6 +314,16 @@ def test_hostile_archive_writes_nothing_outside(tmp_path: Path, name: str) -> No
     assert not Path('/ESCAPE').exists()
 
 
+@pytest.mark.parametrize('name', sorted(HOSTILE))
+def test_refused_archive_leaves_nothing_extracted(tmp_path: Path, name: str) -> None:
+    """Every member is checked before any is written: the safe members before a hostile one stay in the archive."""
+    archive = _tar(tmp_path / 'hostile.tar.gz', [_file('ok.txt', b'ok'), _file('sub/ok.txt', b'ok'), *HOSTILE[name]])
+    (tmp_path / 'target').mkdir()
+    with pytest.raises(UnsafeArchiveError):
+        safe_extract(archive, tmp_path / 'target')
+    assert os.listdir(tmp_path / 'target') == []
+
+
 def test_safe_extract_strips_and_keeps_inner_links(tmp_path: Path) -> None:
     archive = _tar(
         tmp_path / 'ok.tar.gz',
