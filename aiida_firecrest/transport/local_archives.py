@@ -12,6 +12,7 @@ uses tarfile's ``data`` filter where Python has it, plus its own check, so both 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import posixpath
@@ -21,7 +22,7 @@ import tarfile
 import time
 from pathlib import Path, PurePosixPath
 
-from ..client.exceptions import UnsafeArchiveError
+from ..client.exceptions import PathNotFoundError, UnsafeArchiveError
 
 __all__ = (
     'archive_size_bound',
@@ -260,7 +261,11 @@ def set_mode_and_time(path: str, mode: int, mtime: float) -> None:
 
 
 def walk_tree(root: str, dereference: bool) -> tuple[list[str], list[str], list[tuple[str, str]]]:
-    """Return the directories, files and (unless ``dereference``) links below ``root``, relative to it."""
+    """Return the directories, files and (unless ``dereference``) links below ``root``, relative to it.
+
+    :raises PathNotFoundError: with ``dereference``, for a link that leads nowhere (as ``shutil.copytree``, which
+        ``core.local`` uses, fails on it).
+    """
     directories: list[str] = []
     files: list[str] = []
     links: list[tuple[str, str]] = []
@@ -275,4 +280,6 @@ def walk_tree(root: str, dereference: bool) -> tuple[list[str], list[str], list[
                 directories.append(rel)
             elif os.path.isfile(path):
                 files.append(rel)
+            elif os.path.islink(path):
+                raise PathNotFoundError(errno.ENOENT, 'a link to follow leads nowhere', path)
     return directories, files, links

@@ -347,6 +347,16 @@ def test_transfer_tree_keeps_dangling_link_without_dereference(transfer: Transfe
     assert (transfer.destination / 'new').snapshot() == {**spec, 'sub': DIR}
 
 
+def test_puttree_following_links_refuses_a_dangling_one(transport: Transport, remote: Location, tmp_path: Path) -> None:
+    """As ``core.local``, whose ``shutil.copytree`` fails on a link it cannot follow: no silently missing file."""
+    source = tmp_path / 'tree'
+    source.mkdir()
+    (source / 'f.txt').write_text('x')
+    (source / 'dangling').symlink_to('nowhere')
+    with pytest.raises(OSError):
+        transport.puttree(str(source), str(remote / 'new'), dereference=True)
+
+
 def test_transfer_tree_with_special_names(transfer: Transfer) -> None:
     names = [str(param.values[0]) for param in SPECIAL_NAMES]
     spec: dict[str, Entry] = {f'{name}.d/{name}': name for name in names}
