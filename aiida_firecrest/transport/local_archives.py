@@ -31,6 +31,7 @@ __all__ = (
     'create_file_archive',
     'create_link_archive',
     'extract_member',
+    'local_path_of',
     'make_link',
     'safe_extract',
     'set_mode_and_time',
@@ -125,6 +126,16 @@ def _strip(name: str, components: int) -> str:
 
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root + os.sep)
+
+
+def local_path_of(root: str, name: str) -> str:
+    """The local path of the listed relative ``name`` below ``root``, refused as an archive member would be.
+
+    :raises UnsafeArchiveError: if ``name`` is absolute or has a ``..`` component.
+    """
+    if not name or name.startswith('/') or '..' in PurePosixPath(name).parts:
+        raise UnsafeArchiveError(f'listed name {name!r} would be written outside the target directory')
+    return os.path.join(root, *name.split('/'))
 
 
 def _check(member: tarfile.TarInfo, target: str) -> None:

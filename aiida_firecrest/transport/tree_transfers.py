@@ -278,7 +278,7 @@ class TreeTransfers:
         self, remotepath: str, localpath: str, entries: list[dict[str, Any]], dereference: bool, preserve: bool
     ) -> None:
         def local(entry: dict[str, Any]) -> str:
-            return os.path.join(localpath, *str(entry['name']).split('/'))
+            return local_archives.local_path_of(localpath, str(entry['name']))
 
         directories = [entry for entry in entries if entry['type'] == 'd']
         for entry in directories:

@@ -15,7 +15,7 @@ import pytest
 from firecrest.FirecrestException import MultipartUploadException
 from firecrest.v2._async.Client import AsyncExternalDownload, AsyncExternalUpload
 
-from aiida_firecrest.client.exceptions import FirecrestApiError, TransferFailedError
+from aiida_firecrest.client.exceptions import FirecrestApiError, TransferFailedError, UnsafeArchiveError
 from aiida_firecrest.transport.archive_routes import ArchiveRoutes
 from aiida_firecrest.transport.backend import FirecrestBackend
 from tests.remote_files import RemotePath
@@ -221,3 +221,25 @@ async def test_failed_tree_transfer_into_an_existing_directory_leaves_it_as_it_w
         with pytest.raises(FirecrestApiError):
             await transport.gettree_async(remote / 'tree', tmp_path / 'copy', overwrite=True)
     assert os.listdir(tmp_path / 'copy') == ['kept']
+
+
+@pytest.mark.parametrize('name', ['../escape.txt', 'sub/../../escape.txt', '/abs/escape.txt'])
+async def test_tree_fetched_file_by_file_refuses_names_leading_outside(
+    firecrest_transport: Any, monkeypatch: pytest.MonkeyPatch, remote: RemotePath, tmp_path: Path, name: str
+) -> None:
+    """The names of a listing are checked as an archive's members are, whatever the server lists."""
+    Path(remote / 'tree').mkdir()
+    (Path(remote / 'tree') / 'f.txt').write_text('x')
+    list_directory = FirecrestBackend.list_directory
+
+    async def hostile_listing(self: FirecrestBackend, path: str, **kwargs: Any) -> list[dict[str, Any]]:
+        entries = await list_directory(self, path, **kwargs)
+        return [*entries, {**entries[0], 'name': name}]
+
+    monkeypatch.setattr(FirecrestBackend, 'list_directory', hostile_listing)
+    async with firecrest_transport() as transport:
+        with pytest.raises(UnsafeArchiveError):
+            await transport.gettree_async(remote / 'tree', tmp_path / 'local' / 'copy')
+    assert not (tmp_path / 'escape.txt').exists()
+    assert not (tmp_path / 'local' / 'escape.txt').exists()
+    assert not (tmp_path / 'local' / 'copy').exists()
