@@ -885,19 +885,22 @@ def markdown(rows: list[list[str]]) -> str:
     return '\n'.join(lines)
 
 
-def violations(measurements: Measurements, daemon: dict[str, dict[str, Any]], key: str) -> list[str]:
-    """The invariants the plugin ``key`` breaks: a failed run, a CalcJob not finished OK, an HTTP 429."""
+def violations(
+    measurements: Measurements, daemon: dict[str, dict[str, Any]], key: str, *, rate_limited: bool = True
+) -> list[str]:
+    """The invariants the plugin ``key`` breaks: a failed run, a CalcJob not finished OK, an HTTP 429 (unless not
+    ``rate_limited``: then 429s are reported apart, see :func:`main`'s ``--warn-on-429``)."""
     found = []
     for workload, columns in measurements.runs.items():
         for run in columns.get(key, []):
             if run['error']:
                 found.append(f'{measurements.labels[workload]}: {run["error"]}')
-            if run['requests']['http_429']:
+            if rate_limited and run['requests']['http_429']:
                 found.append(f'{measurements.labels[workload]}: {run["requests"]["http_429"]} requests answered 429')
     if key in daemon:
         run = daemon[key]
         found += [f'daemon run: {failure}' for failure in run['failures']]
-        if run['requests']['http_429']:
+        if rate_limited and run['requests']['http_429']:
             found.append(f'daemon run: {run["requests"]["http_429"]} requests answered 429')
     return found
 
@@ -999,6 +1002,12 @@ def benchmark(
     help='The JSON file of the table and of every measurement.',
 )
 @click.option('--timeout', type=float, default=3600.0, show_default=True, help='Seconds a daemon run may take.')
+@click.option(
+    '--warn-on-429',
+    is_flag=True,
+    help='Report 429s answered to this checkout as a warning instead of a broken invariant (CI, until the shared '
+    'budget is measured free of them on a loaded two-core machine).',
+)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -1012,6 +1021,7 @@ def main(
     workdir: Path | None,
     output: Path,
     timeout: float,
+    warn_on_429: bool,
 ) -> None:
     """aiida-firecrest 1.0.0 and this checkout side by side: print the table, write it with every run to --output."""
     if ctx.invoked_subcommand is not None:
@@ -1039,7 +1049,8 @@ def main(
     titles = {plugin.key: plugin.title + (' (this checkout)' if plugin.key == 'this' else '') for plugin in plugins}
     titles[RAW] = 'raw API (httpx)'
     rows = table(measurements, daemon, titles, CSCS_RATE_LIMIT)
-    broken = violations(measurements, daemon, 'this')
+    broken = violations(measurements, daemon, 'this', rate_limited=not warn_on_429)
+    limited = violations(measurements, daemon, 'this') if warn_on_429 else []
     output.write_text(
         json.dumps(
             {
@@ -1060,6 +1071,8 @@ def main(
         + '\n'
     )
     click.echo(f'\n{markdown(rows)}\n\nWritten to {output} ({time.monotonic() - start:.0f} s in all).')
+    for warning in sorted(set(limited) - set(broken)):
+        click.secho(f'WARNING (--warn-on-429): {warning}', fg='yellow', err=True)
     if broken:
         click.secho('Invariants of this checkout broken:\n  ' + '\n  '.join(broken), fg='red', err=True)
         sys.exit(1)
