@@ -179,12 +179,6 @@ def test_migrate_command_fails_on_a_computer_it_cannot_migrate(
     assert is_legacy(computer.get_authinfo(orm.User.collection.get_default()).get_auth_params())
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="late in the full suite (not alone, nor after the tests before it in this directory), the CalcJob's submit "
-    'step runs the scheduler\'s blocking call without a greenback portal (plumpy: "Cannot run the event loop while '
-    'another loop is running"); under investigation, the migrated computer was run end to end by hand',
-)
 def test_migrated_computer_runs_a_calcjob(
     legacy_computer: Callable[[dict[str, Any]], orm.Computer],
     firecrest_config: dict[str, Any],

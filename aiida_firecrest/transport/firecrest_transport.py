@@ -27,15 +27,18 @@ goes through :class:`~aiida_firecrest.transport.archive_routes.ArchiveRoutes`. S
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import glob
 import os
 import posixpath
 import stat
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiida.common.exceptions import InvalidOperation
 from aiida.transports.transport import AsyncTransport, Transport, TransportPath, has_magic
+from plumpy import run_until_complete
 
 from ..client.exceptions import (
     FirecrestConfigurationError,
@@ -66,6 +69,9 @@ from .options import (
 from .tree_transfers import TreeTransfers
 
 __all__ = ('FirecrestTransport',)
+
+
+_T = TypeVar('_T')
 
 
 class FirecrestTransport(ClusterFiles):
@@ -167,6 +173,21 @@ class FirecrestTransport(ClusterFiles):
     def url(self) -> str:
         """The FirecREST URL."""
         return self._backend.url
+
+    def run_command_blocking(self, func: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
+        """Run the coroutine ``func(*args, **kwargs)`` to completion and return its result.
+
+        On the event loop running in this thread, if there is one: the loop of the runner stepping the CalcJob, whose
+        greenback portal lets a blocking call (the scheduler's) wait on it. aiida-core's wrapper always takes the loop
+        of the *global* runner, which is another loop when the CalcJob runs in a local runner created while another
+        event loop was current (``aiida.engine.run`` after a notebook cell or a test made its own loop): the call
+        then fails with "Cannot run the event loop while another loop is running", at every retry of the step.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return super().run_command_blocking(func, *args, **kwargs)
+        return run_until_complete(loop, func(*args, **kwargs))
 
     # --- open and close ----------------------------------------------------------------------------------------
 
