@@ -207,6 +207,10 @@ class FaultMiddleware:
     def _draw(self, fraction: float) -> bool:
         return fraction > 0 and self._random.random() < fraction
 
+    def _server_error_status(self, faults: FaultSettings) -> int:
+        status = faults.server_error_status
+        return status if isinstance(status, int) else self._random.choice(status)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope['type'] != 'http':
             await self.app(scope, receive, send)
@@ -228,7 +232,7 @@ class FaultMiddleware:
             await _answer(send, 429, 'Rate limit exceeded.', [(b'retry-after', str(faults.retry_after).encode())])
             return
         if self._draw(faults.server_error_fraction):
-            await _answer(send, faults.server_error_status, 'Injected server error.', [])
+            await _answer(send, self._server_error_status(faults), 'Injected server error.', [])
             return
         if self._draw(faults.drop_fraction):
             await _drop(send)

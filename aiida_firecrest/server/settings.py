@@ -89,8 +89,8 @@ class FaultSettings:
     """The ``Retry-After`` of an injected 429, in seconds."""
     server_error_fraction: float = 0.0
     """Answer this fraction of requests with ``server_error_status``."""
-    server_error_status: int = 503
-    """The status of an injected server error (500 or 503)."""
+    server_error_status: int | tuple[int, ...] = 503
+    """The status of an injected server error (500 or 503), or several, one drawn per error (``(500, 503)``)."""
     drop_fraction: float = 0.0
     """Drop the connection of this fraction of requests before the server acts on them (nothing happens)."""
     drop_after_acting_fraction: float = 0.0

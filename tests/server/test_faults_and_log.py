@@ -115,6 +115,16 @@ def test_server_error(
     assert statuses(local_server, mark, 1) == [status]
 
 
+def test_server_error_statuses_drawn_from_several(
+    faults: FaultSettings, local_server: LocalFirecrest, sync_client: Firecrest, mark: int
+) -> None:
+    """With several statuses, each injected error draws one of them (seeded: both come in 20 errors)."""
+    faults.server_error_fraction, faults.server_error_status, faults.seed = 1.0, (500, 503), 1
+    for _ in range(20):
+        refusal(sync_client)
+    assert set(statuses(local_server, mark, 20)) == {500, 503}
+
+
 def test_dropped_connection(faults: FaultSettings, sync_client: Firecrest, mark: int) -> None:
     faults.drop_fraction = 1.0
     with pytest.raises(DROPPED_CONNECTION):
