@@ -136,7 +136,8 @@ def _private_client_secret(value: str) -> tuple[str, str | None]:
     """Return the 2.0 ``client_secret`` option for the 1.0.0 one, and what was done to get it (None: nothing).
 
     1.0.0 stored the path of a file, or (when given through the Python API) the secret itself: a file is made
-    readable by its owner alone, the secret is moved to such a file.
+    readable by its owner alone, the secret is moved to such a file. A message names the file only once it is known
+    to exist: a missing absolute path may be a secret that starts with ``/``.
 
     :raises FirecrestConfigurationError: if there is no secret, or the file is missing, not a regular file or not the
         current user's.
@@ -153,9 +154,10 @@ def _private_client_secret(value: str) -> tuple[str, str | None]:
     try:
         info = path.lstat()
     except OSError as exc:
+        # not repeated: 1.0.0 may have stored the secret itself, and a secret may start with ``/``
         raise FirecrestConfigurationError(
-            f'cannot read the client-secret file {path} ({exc.strerror}): put the secret in a file of your own, '
-            f'`chmod 600` it, and give it to `{MIGRATE_COMMAND} --client-secret FILE COMPUTER`'
+            f'cannot read the client-secret file that 1.0.0 stored ({exc.strerror}): put the secret in a file of '
+            f'your own, `chmod 600` it, and give it to `{MIGRATE_COMMAND} --client-secret FILE COMPUTER`'
         ) from exc
     if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
         raise FirecrestConfigurationError(
@@ -178,12 +180,13 @@ def migrate_computer(
 
     The migrated options are checked by building the transport from them (no request) before they are stored.
 
-    :param client_secret: where to read the client secret from now on (a file or ``env:VARNAME``), instead of the
-        source that 1.0.0 stored.
+    :param client_secret: where to read the client secret from now on (the absolute path of a file, made private if
+        it is not, or ``env:VARNAME``), instead of the source that 1.0.0 stored; never the secret itself (a command
+        line is visible to every user in ``ps``).
 
     :returns: what changed, or None if the computer was not configured by aiida-firecrest 1.0.0.
-    :raises FirecrestConfigurationError: if the options cannot be migrated (see :func:`migrate_options`); nothing is
-        stored then.
+    :raises FirecrestConfigurationError: if ``client_secret`` is neither a path nor ``env:VARNAME``, or if the options
+        cannot be migrated (see :func:`migrate_options`); nothing is stored then.
     :raises aiida.common.exceptions.NotExistent: if the computer is not configured for the user, or the profile has
         no default user.
     """
@@ -192,11 +195,24 @@ def migrate_computer(
     if not is_legacy(params):
         return None
     if client_secret is not None:
-        params['client_secret'] = client_secret
+        params['client_secret'] = _client_secret_source(client_secret)
     migrated = migrate_options(params)
     computer.get_transport_class()(machine=computer.hostname, **migrated.params)
     authinfo.set_auth_params(migrated.params)
     return migrated
+
+
+def _client_secret_source(value: str) -> str:
+    """Return ``value``, a new source of the client secret: an absolute path (``~`` expanded) or ``env:VARNAME``.
+
+    :raises FirecrestConfigurationError: for anything else, which would be the secret itself (not repeated).
+    """
+    if value.startswith(ENV_PREFIX) or Path(value).expanduser().is_absolute():
+        return value
+    raise FirecrestConfigurationError(
+        'the new client secret must be given as the absolute path of a file holding it (chmod 600) or as env:VARNAME, '
+        'never as the secret itself: a command line is visible to every user (ps)'
+    )
 
 
 def legacy_computers(user: orm.User | None = None) -> list[orm.Computer]:

@@ -134,6 +134,30 @@ def test_migrate_options_refuses(tmp_path: Path, change: dict[str, Any], message
         migrate_options(params)
 
 
+def test_migrate_options_does_not_repeat_a_missing_absolute_path(tmp_path: Path) -> None:
+    """1.0.0 may have stored the secret itself, and a secret may start with ``/``: a path that does not exist is not
+    repeated (one that exists is named, as it is no secret)."""
+    secret = '/s3cr3t-that-starts-with-a-slash'
+    with pytest.raises(FirecrestConfigurationError) as info:
+        migrate_options({**LEGACY['legacy'], 'client_secret': secret})
+    assert secret.lstrip('/') not in f'{info.value} {info.value!r}'
+
+
+@pytest.mark.parametrize('secret', ['the-secret-itself', '/s3cr3t-that-starts-with-a-slash'])
+def test_migrate_command_refuses_the_secret_itself_unrepeated(
+    aiida_profile: Any, legacy_computer: Callable[[dict[str, Any]], orm.Computer], tmp_path: Path, secret: str
+) -> None:
+    """``--client-secret`` names where the secret is (``ps`` shows a command line): the secret itself is refused, not
+    stored nor repeated, and the computer keeps its options."""
+    params = legacy_params('legacy', write_legacy_secret(tmp_path / 'secret'))
+    computer = legacy_computer(params)
+    result = CliRunner().invoke(main, ['migrate', '-p', aiida_profile.name, '--client-secret', secret, computer.label])
+    assert result.exit_code != 0
+    assert 'NOT migrated' in result.output
+    assert secret.lstrip('/') not in result.output
+    assert computer.get_authinfo(orm.User.collection.get_default()).get_auth_params() == params
+
+
 def test_migrate_options_refuses_a_directory_as_secret(tmp_path: Path) -> None:
     with pytest.raises(FirecrestConfigurationError, match='not a regular file'):
         migrate_options(legacy_params('legacy', tmp_path))

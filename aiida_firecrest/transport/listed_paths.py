@@ -31,6 +31,10 @@ __all__ = (
     'realpath',
 )
 
+OUTSIDE_FILE_SYSTEMS = 400
+"""The status of the server's refusal of a path outside the file systems it exposes (``The provided path (...) does
+not match any of the defined filesystem paths``): such a path is no error to :func:`realpath`, any other answer is."""
+
 _MAX_LINKS = 40
 """Links followed while resolving a path before it counts as a cycle (as the kernel's ``ELOOP``)."""
 
@@ -98,9 +102,11 @@ async def links_to_directories(backend: FirecrestBackend, directory: str, links:
 async def realpath(backend: FirecrestBackend, path: str, links_followed: int = 0) -> str:
     """The canonical form of the absolute ``path``, as :func:`os.path.realpath` (not strict: a missing part is kept as
     written): one ``stat`` per component, and an ``ls`` per link to read its target. Components outside the server's
-    file systems are taken as plain directories.
+    file systems are taken as plain directories, and components one may not look at are kept as written (as
+    :func:`os.path.realpath` keeps those it cannot ``lstat``).
 
-    :raises FirecrestError: with ``errno.ELOOP`` for a cycle of links.
+    :raises FirecrestError: with ``errno.ELOOP`` for a cycle of links; any other failure of a request (a bare 404, a
+        500...) as it came: it tells nothing of the path.
     """
     parts = [part for part in path.split('/') if part and part != '.']
     resolved = '/'
@@ -113,8 +119,12 @@ async def realpath(backend: FirecrestBackend, path: str, links_followed: int = 0
             mode = int((await backend.stat(candidate, dereference=False))['mode'])
         except MISSING:
             return posixpath.normpath(posixpath.join(candidate, *parts[index + 1 :]))
-        except (FirecrestApiError, AccessDeniedError):
-            mode = stat.S_IFDIR  # outside the exposed file systems, or not ours to look at
+        except AccessDeniedError:
+            mode = stat.S_IFDIR
+        except FirecrestApiError as exc:
+            if exc.status != OUTSIDE_FILE_SYSTEMS:
+                raise
+            mode = stat.S_IFDIR
         if not stat.S_ISLNK(mode):
             resolved = candidate
             continue

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import inspect
 import os
+import stat
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -34,6 +36,7 @@ from aiida_firecrest.client.exceptions import (
     error_from_response,
     translate_errors,
 )
+from aiida_firecrest.transport.listed_paths import realpath
 
 REMOTE_FAILURE = 'Remote process failed with exit status:1 and error message:{}'
 
@@ -193,3 +196,50 @@ def test_translate_passes_our_own_and_foreign_errors() -> None:
         raise PathExistsError(errno.EEXIST, 'File exists', '/x')
     with pytest.raises(KeyError), translate_errors():
         raise KeyError('not ours to translate')
+
+
+# --- canonical paths: an answer that tells nothing of the path is not turned into a guess --------------------------
+
+OUTSIDE = error_from_answer(400, 'The provided path (/scratch) does not match any of the defined filesystem paths')
+
+
+class StatAnswers:
+    """The ``stat`` of a backend from a table: a path's mode, or the error its request ends with (directories
+    elsewhere)."""
+
+    def __init__(self, answers: dict[str, int | FirecrestError]) -> None:
+        self.answers = answers
+
+    async def stat(self, path: str, dereference: bool = False) -> dict[str, int]:
+        answer = self.answers.get(path, stat.S_IFDIR)
+        if isinstance(answer, FirecrestError):
+            raise answer
+        return {'mode': answer}
+
+
+@pytest.mark.parametrize(
+    'refusal',
+    [OUTSIDE, error_from_answer(403, 'Permission denied')],
+    ids=['outside the file systems', 'permission denied'],
+)
+async def test_realpath_keeps_a_component_it_may_not_look_at(refusal: FirecrestError) -> None:
+    backend = StatAnswers({'/scratch': refusal, '/scratch/user/file': stat.S_IFREG})
+    assert await realpath(cast(Any, backend), '/scratch/user/./file') == '/scratch/user/file'
+
+
+@pytest.mark.parametrize(
+    'failure',
+    [
+        error_from_answer(404, 'System not found'),
+        error_from_answer(500, 'Internal Server Error'),
+        error_from_answer(503, 'Service Unavailable'),
+        FirecrestConnectionError('cannot reach FirecREST'),
+    ],
+    ids=['bare 404', '500', '503', 'unreachable'],
+)
+async def test_realpath_raises_what_tells_nothing_of_the_path(failure: FirecrestError) -> None:
+    """A bare 404, a server error or a lost connection is no answer about the path: raised, not taken as a directory."""
+    backend = StatAnswers({'/scratch/user': failure})
+    with pytest.raises(type(failure)) as info:
+        await realpath(cast(Any, backend), '/scratch/user/file')
+    assert info.value is failure
