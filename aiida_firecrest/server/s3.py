@@ -23,6 +23,10 @@ from .settings import S3Settings
 
 STARTUP_TIMEOUT = 60.0
 """Seconds to wait for the S3 server to answer (it usually takes about 3 s)."""
+ATTEMPT_TIMEOUT = 20.0
+"""Seconds after which a server that does not answer is started again on other ports."""
+ATTEMPTS = 3
+"""How many times the server is started before giving up."""
 POLL_INTERVAL = 0.2
 VOLUME_OPTIONS = (
     '-master.volumeSizeLimitMB=256',
@@ -84,8 +88,33 @@ class SeaweedFS:
         return self.directory / 'weed.log'
 
     def start(self) -> S3Settings:
-        """Start the server and return how to reach it; raise ``RuntimeError`` if it does not answer in time."""
+        """Start the server and return how to reach it.
+
+        Its ports are free when chosen, but another process (an outgoing connection's local port) may take one before
+        ``weed`` binds it: ``weed`` then exits, or, for its S3 port, keeps running without answering. So a server that
+        exits or does not answer within :data:`ATTEMPT_TIMEOUT` is started again on other ports, up to
+        :data:`ATTEMPTS` times and within ``startup_timeout``.
+
+        :raises RuntimeError: if no attempt answers.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.startup_timeout
+        for _ in range(ATTEMPTS):
+            settings = self._launch()
+            try:
+                failure = self._wait_until_ready(settings, min(deadline, time.monotonic() + ATTEMPT_TIMEOUT))
+            except BaseException:
+                self.stop()
+                raise
+            if failure is None:
+                return settings
+            self.stop()
+            if time.monotonic() >= deadline:
+                break
+        raise RuntimeError(f'SeaweedFS {failure}; see {self.log_path}')
+
+    def _launch(self) -> S3Settings:
+        """Start ``weed server`` on free ports with fresh credentials; return how to reach it."""
         settings = S3Settings(endpoint_url='', access_key=secrets.token_hex(10), secret_key=secrets.token_hex(20))
         config = self.directory / 's3.json'
         identity = {
@@ -129,15 +158,10 @@ class SeaweedFS:
         self._process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        try:
-            self._wait_until_ready(settings)
-        except BaseException:
-            self.stop()
-            raise
         return settings
 
-    def _wait_until_ready(self, settings: S3Settings) -> None:
-        """Poll until an authenticated S3 request succeeds, the process dies or the startup timeout passes."""
+    def _wait_until_ready(self, settings: S3Settings, deadline: float) -> str | None:
+        """Poll until an authenticated S3 request succeeds: return None then, else why it failed by ``deadline``."""
         client = boto3.client(
             's3',
             endpoint_url=settings.endpoint_url,
@@ -146,21 +170,16 @@ class SeaweedFS:
             region_name=settings.region,
             config=botocore.config.Config(connect_timeout=1, read_timeout=5, retries={'max_attempts': 1}),
         )
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
+        while time.monotonic() < deadline:
             assert self._process is not None
             if self._process.poll() is not None:
-                raise RuntimeError(f'SeaweedFS exited with status {self._process.returncode}; see {self.log_path}')
+                return f'exited with status {self._process.returncode}'
             try:
                 client.list_buckets()
-                return
-            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f'SeaweedFS did not answer on {settings.endpoint_url} within {self.startup_timeout} s; '
-                        f'see {self.log_path}'
-                    ) from exc
-            time.sleep(POLL_INTERVAL)
+                return None
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+                time.sleep(POLL_INTERVAL)
+        return f'did not answer on {settings.endpoint_url} in time'
 
     def stop(self) -> None:
         """Kill the server (SIGKILL to its process group), wait for it and remove its sockets; idempotent."""
