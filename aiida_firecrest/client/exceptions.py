@@ -21,7 +21,8 @@ stand for a file-system condition also derive from the matching built-in, so cal
         ├── DirectTransferTooLargeError                      HTTP 413: internal, take the staged path
         ├── TransferFailedError                              a staged transfer or transfer job failed
         │   └── ChecksumMismatchError                        the SHA-256 sums differ after a transfer
-        ├── UnsafeArchiveError (ValueError)                  an archive member would land outside its target
+        ├── UnsafeArchiveError                               an archive member is refused (outside, bad link)
+        ├── BrokenArchiveError                               an archive cannot be read (truncated, corrupt)
         └── FirecrestApiError                                any other answer (``errno`` from the message if any)
 
 The server's error messages carry the remote command's ``strerror`` text (``No such file or directory``, ``File
@@ -44,6 +45,7 @@ import httpx
 __all__ = (
     'DIRECT_TRANSFER_REFUSALS',
     'AccessDeniedError',
+    'BrokenArchiveError',
     'ChecksumMismatchError',
     'DirectTransferTooLargeError',
     'FirecrestApiError',
@@ -139,8 +141,17 @@ class ChecksumMismatchError(TransferFailedError):
     """The SHA-256 checksum of a transferred file differs between the two ends."""
 
 
-class UnsafeArchiveError(FirecrestError, ValueError):
-    """An archive member has an absolute path, a ``..`` component or a link leading outside the target."""
+class UnsafeArchiveError(FirecrestError):
+    """An archive member is refused, its message naming it: an absolute path, a ``..`` component, a link leading
+    outside the target, a hard link to no file extracted before it, or a special file.
+
+    An :class:`OSError` alone, as ``core.local`` fails on such an archive (its ``tar`` exits with an error).
+    """
+
+
+class BrokenArchiveError(FirecrestError):
+    """An archive that cannot be read to its end (truncated, corrupt, or no archive at all): an :class:`OSError`, as
+    ``core.local``'s ``tar`` fails on it, not tarfile's own errors (which the engine would take for a bug)."""
 
 
 class UnsupportedPathError(FirecrestError):

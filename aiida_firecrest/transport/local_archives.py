@@ -6,23 +6,29 @@ compression): call them through :func:`asyncio.to_thread`.
 
 An archive received from the server is untrusted: :func:`safe_extract` refuses, before writing it, every member with
 an absolute path, a ``..`` component, a path that would resolve outside the target (through a link extracted
-earlier or already there), a symbolic or hard link whose target lies outside, or a special file (device, FIFO). It
-uses tarfile's ``data`` filter where Python has it, plus its own check, so both must agree that a member is safe.
+earlier or already there), a symbolic or hard link whose target lies outside, a hard link to no regular file of the
+archive before it, or a special file (device, FIFO). It uses tarfile's ``data`` filter where Python has it, plus its
+own check, so both must agree that a member is safe. A refusal is an :class:`UnsafeArchiveError` naming the member
+(an ``OSError``, as ``core.local``'s ``tar`` fails on such an archive), never tarfile's own errors.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import lzma
 import os
 import posixpath
 import shutil
 import stat
 import tarfile
 import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
-from ..client.exceptions import PathNotFoundError, UnsafeArchiveError
+from ..client.exceptions import BrokenArchiveError, PathNotFoundError, UnsafeArchiveError
 
 __all__ = (
     'archive_size_bound',
@@ -59,13 +65,32 @@ def create_file_archive(source: str | Path, archive: str | Path, *, name: str) -
         tar.add(str(source), arcname=name, recursive=False)
 
 
+@contextmanager
+def _reading(archive: str | Path) -> Iterator[tarfile.TarFile]:
+    """Open the tar archive ``archive`` (any compression) for reading; what tarfile, gzip, bzip2 or lzma raise on a
+    truncated or corrupt archive becomes :class:`BrokenArchiveError`."""
+    try:
+        with tarfile.open(archive, 'r:*') as tar:
+            yield tar
+    except (
+        tarfile.ReadError,
+        tarfile.CompressionError,
+        tarfile.HeaderError,
+        EOFError,
+        zlib.error,
+        lzma.LZMAError,
+    ) as exc:
+        raise BrokenArchiveError(f'the archive {os.path.basename(archive)} cannot be read: {exc}') from exc
+
+
 def extract_member(archive: str | Path, name: str, target: str | Path) -> bool:
     """Write the regular file ``name`` (``./`` prefix or not) of the tar archive ``archive`` to ``target``.
 
     :return: whether the archive held it.
+    :raises BrokenArchiveError: if the archive cannot be read.
     """
     wanted = name.removeprefix('./')
-    with tarfile.open(archive, 'r:*') as tar:
+    with _reading(archive) as tar:
         for member in tar:
             if member.isfile() and member.name.removeprefix('./') == wanted:
                 data = tar.extractfile(member)
@@ -162,6 +187,25 @@ def _check(member: tarfile.TarInfo, target: str) -> None:
         raise UnsafeArchiveError(f'archive member {name!r} is a special file')
 
 
+def _check_hard_links(members: list[tarfile.TarInfo]) -> None:
+    """Raise :class:`UnsafeArchiveError` for a hard link to no regular file (or hard link) before it in ``members``.
+
+    A hard link is written as a second name of that file: to a missing member, tarfile raises a ``KeyError`` and to a
+    directory it copies the directory; ``tar`` fails on both.
+    """
+    files: set[str] = set()
+    for member in members:
+        name = posixpath.normpath(member.name)
+        if member.islnk() and posixpath.normpath(member.linkname) not in files:
+            raise UnsafeArchiveError(
+                f'archive hard link {member.name!r} points to {member.linkname!r}, no file of the archive before it'
+            )
+        if member.isfile() or member.islnk():
+            files.add(name)
+        else:
+            files.discard(name)
+
+
 def safe_extract(
     archive: str | Path,
     target: str | Path,
@@ -180,10 +224,11 @@ def safe_extract(
         --dereference`` stores a file reached through several links once, and the others as hard links to it).
     :raises UnsafeArchiveError: if a member is unsafe: every member is checked before any is written, so a refused
         archive leaves nothing extracted (each is checked again as it is written, links extracted before included).
+    :raises BrokenArchiveError: if the archive cannot be read (the members before the damage may be written).
     """
     root = os.path.realpath(target)
     has_data_filter = hasattr(tarfile, 'data_filter')
-    with tarfile.open(archive, 'r:*') as tar:
+    with _reading(archive) as tar:
         members = [
             (original, member)
             for original in tar.getmembers()
@@ -193,6 +238,7 @@ def safe_extract(
         ]
         for _, member in members:
             _check(member, root)
+        _check_hard_links([member for _, member in members])
         for original, member in members:
             _check(member, root)
             if copy_hard_links and original.islnk():
