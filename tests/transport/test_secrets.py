@@ -27,16 +27,18 @@ def _options(config: dict[str, Any], secret: str) -> dict[str, Any]:
     return {**{key: config[key] for key in keys}, 'client_secret': secret}
 
 
-def _database_text() -> str:
-    """Every row of every table of the profile's storage, as text."""
+def database_text() -> str:
+    """Every value of every row of every table of the profile's storage, as text (in full: the ``str`` of a row
+    shortens long values)."""
     from aiida.manage import get_manager
 
     session = get_manager().get_profile_storage().get_session()
     tables = sqlalchemy.inspect(session.bind).get_table_names()
-    return '\n'.join(str(row) for table in tables for row in session.execute(sqlalchemy.text(f'SELECT * FROM {table}')))
+    rows = (row for table in tables for row in session.execute(sqlalchemy.text(f'SELECT * FROM {table}')))
+    return '\n'.join('\t'.join(str(value) for value in row) for row in rows)
 
 
-def _aiida_files_text() -> str:
+def aiida_files_text() -> str:
     """The files of the AiiDA configuration folder (pid files of ``access/``, logs, the configuration), but the
     private files that hold secrets on purpose."""
     from aiida.manage.configuration.settings import AiiDAConfigDir
@@ -85,5 +87,5 @@ def test_secret_appears_nowhere(
         with transport:
             assert transport.whoami()
 
-    seen += [_database_text(), _aiida_files_text(), caplog.text]
+    seen += [database_text(), aiida_files_text(), caplog.text]
     assert [text for text in seen if secret in text] == []
