@@ -12,16 +12,18 @@ import fnmatch
 import os
 import posixpath
 import stat
+from pathlib import PurePosixPath
 from typing import Any
 
 from aiida.transports.transport import has_magic
 
-from ..client.exceptions import AccessDeniedError, FirecrestApiError, FirecrestError
+from ..client.exceptions import AccessDeniedError, FirecrestApiError, FirecrestError, UnsafeArchiveError
 from . import local_archives
 from .backend import MISSING, FirecrestBackend, gather
 from .file_attributes import attributes_of_entry
 
 __all__ = (
+    'check_listed_names',
     'entry_is_dir',
     'entry_size',
     'glob_entries',
@@ -145,12 +147,34 @@ def entry_size(entry: dict[str, Any] | None) -> int | None:
         return None
 
 
+def check_listed_names(root: str, entries: list[dict[str, Any]]) -> None:
+    """Refuse a recursive listing of a tree to be fetched to ``root`` that would write outside it, before anything
+    is written: a name that is absolute or has a ``..`` component (as an archive member), or a name below a listed
+    link (``ls -R`` does not descend into links; writing below one would write where it points).
+
+    :raises UnsafeArchiveError: naming the first such entry.
+    """
+    links = {str(entry['name']) for entry in entries if entry['type'] == 'l'}
+    for entry in entries:
+        name = str(entry['name'])
+        local_archives.local_path_of(root, name)
+        parents = PurePosixPath(name).parents
+        through = next((str(parent) for parent in parents if str(parent) in links), None)
+        if through is not None:
+            raise UnsafeArchiveError(f'listed name {name!r} lies below the listed link {through!r}')
+
+
 def preserve_all(root: str, entries: list[dict[str, Any]]) -> None:
-    """Set the permissions and modification times of a fetched tree from its listing (deepest first)."""
+    """Set the permissions and modification times of a fetched tree from its listing (deepest first).
+
+    Only below ``root``, and never through a local link (``chmod`` follows links): a listing may say anything.
+
+    :raises UnsafeArchiveError: for a listed name that is absolute or has a ``..`` component.
+    """
     for entry in sorted(entries, key=lambda entry: -str(entry['name']).count('/')):
         if entry['type'] == 'l':
             continue
         attributes = attributes_of_entry(entry)
-        path = os.path.join(root, *str(entry['name']).split('/'))
-        if os.path.lexists(path):
+        path = local_archives.local_path_of(root, str(entry['name']))
+        if os.path.lexists(path) and not os.path.islink(path):
             local_archives.set_mode_and_time(path, attributes['st_mode'], attributes['st_mtime'])

@@ -37,7 +37,7 @@ from .backend import FirecrestBackend, gather
 from .carried_names import server_carries
 from .file_attributes import attributes_of_entry
 from .known_directories import FreshDirectories
-from .listed_paths import preserve_all
+from .listed_paths import check_listed_names, preserve_all
 
 __all__ = ('TreeTransfers',)
 
@@ -110,6 +110,7 @@ class TreeTransfers:
             raise PathNotADirectoryError(errno.ENOTDIR, 'Cannot copy a directory into a file', localpath)
         if os.path.isdir(localpath):
             localpath = os.path.join(localpath, posixpath.basename(remotepath))
+        check_listed_names(localpath, entries)
         created = not os.path.lexists(localpath)
         await asyncio.to_thread(os.makedirs, localpath, exist_ok=True)
         try:
@@ -128,7 +129,7 @@ class TreeTransfers:
             if not dereference:
                 for entry in entries:
                     if entry['type'] == 'l':
-                        target = os.path.join(localpath, *str(entry['name']).split('/'))
+                        target = local_archives.local_path_of(localpath, str(entry['name']))
                         await asyncio.to_thread(local_archives.make_link, str(entry['linkTarget']), target)
             if preserve:
                 await asyncio.to_thread(preserve_all, localpath, entries)
@@ -300,7 +301,11 @@ class TreeTransfers:
         )
         for name in sorted(linked_dirs):
             await self.get_tree(
-                posixpath.join(remotepath, name), os.path.join(localpath, *name.split('/')), dereference, True, preserve
+                posixpath.join(remotepath, name),
+                local_archives.local_path_of(localpath, name),
+                dereference,
+                True,
+                preserve,
             )
         if preserve:
             await asyncio.to_thread(preserve_all, localpath, [entry for entry in entries if entry['type'] != 'l'])
