@@ -1130,6 +1130,37 @@ def test_extract_missing_archive_raises(transport: Transport, remote: Location) 
         transport.extract(str(remote / 'missing.tar'), str(remote / 'out'))
 
 
+def _tar_of(*members: tuple[str, bytes, str]) -> bytes:
+    """A tar archive of ``(name, type, linkname or content)`` members, as bytes."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode='w') as tar:
+        for name, kind, text in members:
+            member = tarfile.TarInfo(name)
+            member.type = kind
+            data = text.encode() if kind == tarfile.REGTYPE else b''
+            member.linkname = '' if kind == tarfile.REGTYPE else text
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+REFUSED_ARCHIVES = {
+    'member-with-dotdot': _tar_of(('ok.txt', tarfile.REGTYPE, 'ok'), ('../escape.txt', tarfile.REGTYPE, 'x')),
+    'hard-link-to-no-member': _tar_of(('hard', tarfile.LNKTYPE, 'missing.txt')),
+    'not-an-archive': b'<html>502 Bad Gateway</html>',
+}
+
+
+@pytest.mark.parametrize('name', sorted(REFUSED_ARCHIVES))
+def test_extract_of_an_archive_tar_refuses_raises_os_error(transport: Transport, remote: Location, name: str) -> None:
+    """An archive ``tar`` refuses (a member outside, a bad hard link, no archive) raises an ``OSError`` and writes
+    nothing outside the destination."""
+    (remote / 'archive.tar').write_bytes(REFUSED_ARCHIVES[name])
+    with pytest.raises(OSError):
+        transport.extract(str(remote / 'archive.tar'), str(remote / 'out'))
+    assert set(remote.snapshot()) <= {'archive.tar', 'out', 'out/ok.txt'}
+
+
 # --- concurrency ------------------------------------------------------------------------------------------------------
 
 
