@@ -74,7 +74,11 @@ class FakeTransport:
         self.billing_account: str | None = 'fireacct'
 
     def run_command_blocking(self, func: Any, *args: Any, **kwargs: Any) -> Any:
-        return asyncio.new_event_loop().run_until_complete(func(*args, **kwargs))
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(func(*args, **kwargs))
+        finally:
+            loop.close()
 
 
 @pytest.fixture(autouse=True)
