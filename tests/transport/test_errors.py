@@ -6,6 +6,7 @@ import errno
 import inspect
 import os
 import stat
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -243,3 +244,22 @@ async def test_realpath_raises_what_tells_nothing_of_the_path(failure: Firecrest
     with pytest.raises(type(failure)) as info:
         await realpath(cast(Any, backend), '/scratch/user/file')
     assert info.value is failure
+
+
+# --- a bare 404 end to end ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.local_server(reason="the local server's answer to an unknown system")
+async def test_retrieve_ignoring_missing_files_fails_for_an_unknown_system(
+    firecrest_transport: Any, transport_scratch: Any, tmp_path: Path
+) -> None:
+    """The engine's retrieve skips missing files: a 404 that is not the server saying "no such file" (an unknown
+    system, here) is raised, not taken for a missing file that leaves the CalcJob with nothing retrieved."""
+    remote = transport_scratch('firecrest')
+    transport = firecrest_transport(compute_resource='no-such-cluster')
+    with pytest.raises(FirecrestApiError) as info:
+        async with transport:
+            await transport.get_async(f'{remote}/aiida.out', tmp_path / 'aiida.out', ignore_nonexisting=True)
+    assert not isinstance(info.value, FileNotFoundError)
+    assert info.value.status == 404
+    assert not (tmp_path / 'aiida.out').exists()
