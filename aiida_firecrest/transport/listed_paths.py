@@ -75,8 +75,20 @@ async def glob_entries(backend: FirecrestBackend, pathname: str) -> list[tuple[s
             found = matching(entries, basename)
         else:
             found = [entry for entry in entries if entry['name'] == basename]
-        matches.extend((posixpath.join(directory, entry['name']), entry) for entry in found)
+        matches.extend((posixpath.join(directory, _entry_name(directory, entry)), entry) for entry in found)
     return matches
+
+
+def _entry_name(directory: str, entry: dict[str, Any]) -> str:
+    """The name of an entry of the listing of ``directory``, which a genuine ``ls -A`` never lists as ``.``, ``..``
+    or with a ``/``: joined to a path, such a name would lead elsewhere (here and on the server).
+
+    :raises UnsafeArchiveError: for such a name.
+    """
+    name = str(entry['name'])
+    if name in ('', '.', '..') or '/' in name:
+        raise UnsafeArchiveError(f'listed name {name!r} in {directory} is no entry of a directory')
+    return name
 
 
 async def entry_is_dir(backend: FirecrestBackend, path: str, entry: dict[str, Any] | None) -> bool:

@@ -8,13 +8,13 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from aiida_firecrest.client.exceptions import UnsafeArchiveError
 from aiida_firecrest.transport.backend import FirecrestBackend
-from aiida_firecrest.transport.listed_paths import preserve_all
+from aiida_firecrest.transport.listed_paths import glob_entries, preserve_all
 from tests.remote_files import RemotePath
 from tests.transport.contract_helpers import snapshot
 
@@ -109,3 +109,29 @@ def test_preserved_modes_and_times_stay_below_the_root(tmp_path: Path) -> None:
     with pytest.raises(UnsafeArchiveError):
         preserve_all(str(root), [{**entry, 'name': '../outside.txt'}])
     assert stat.S_IMODE(outside.stat().st_mode) == 0o600
+
+
+class Listings:
+    """A backend whose ``ls`` of any directory answers ``names`` (regular files)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+
+    async def list_or_empty(self, directory: str) -> tuple[bool, list[dict[str, Any]]]:
+        return True, [{'name': name, 'type': '-'} for name in self.names]
+
+
+@pytest.mark.parametrize(
+    ('pattern', 'name'),
+    [('.*', '..'), ('.*', '.'), ('..', '..'), ('*', 'sub/file'), ('*', '/etc/passwd')],
+)
+async def test_glob_refuses_a_listed_name_that_is_no_entry(pattern: str, name: str) -> None:
+    """A pattern's matches are joined to their directory (and their basenames to a local one): a listed name that
+    would lead elsewhere is refused."""
+    with pytest.raises(UnsafeArchiveError, match='is no entry of a directory'):
+        await glob_entries(cast(Any, Listings(['ok.txt', name])), f'/scratch/{pattern}')
+
+
+async def test_glob_matches_listed_names() -> None:
+    matches = await glob_entries(cast(Any, Listings(['a.txt', 'b.dat', '.hidden.txt'])), '/scratch/*.txt')
+    assert [path for path, _ in matches] == ['/scratch/a.txt']
