@@ -12,8 +12,11 @@
   jittered back-off; never a job submission whose server may have acted);
 * :meth:`FirecrestClient.download_direct` downloads a small file in ONE request. pyfirecrest's ``download`` always
   ``stat`` s the file first to choose between the direct and the staged path; the transport usually knows the size
-  already (from a listing) or can simply try, since the server answers 413 above its limit. It uses the client's
-  ``_get_request``/``_check_response``, so retries, tracing headers and authentication stay pyfirecrest's.
+  already (from a listing) or can simply try, since the server answers 413 above its limit. Its request is sent as
+  pyfirecrest sends its own, so retries, tracing headers and authentication stay pyfirecrest's.
+
+The private parts of pyfirecrest it builds on are reached through
+:class:`~aiida_firecrest.client.pyfirecrest_internals.PyfirecrestInternals`, its base, and nowhere else.
 
 """
 
@@ -25,16 +28,15 @@ import posixpath
 import random
 import ssl
 import threading
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 from firecrest.utilities import parse_retry_after
-from firecrest.v2 import AsyncFirecrest
-from firecrest.v2._async.Client import AsyncExternalDownload
+from firecrest.v2 import AsyncExternalDownload, AsyncFirecrest
 
 from . import transfer_wait
 from .exceptions import error_from_answer, message_of_response
+from .pyfirecrest_internals import ApiRequest, PyfirecrestInternals, Send
 from .request_budget import RequestBudget
 from .retry_policy import (
     DEFAULT_BACKOFF,
@@ -78,7 +80,7 @@ async def ssl_context() -> ssl.SSLContext:
     return _ssl_context
 
 
-class FirecrestClient(AsyncFirecrest):
+class FirecrestClient(PyfirecrestInternals):
     """pyfirecrest's :class:`~firecrest.v2.AsyncFirecrest` with timeouts, pacing, bounded retries and a one-request
     download (see the module docstring).
 
@@ -119,11 +121,11 @@ class FirecrestClient(AsyncFirecrest):
         self.timeout = timeout
         self.num_retries_rate_limit = rate_limit_retries
         # pyfirecrest's constructor made a session without timeouts or hooks: it is never used, and closed with ours
-        self._unused_session, self._session = self._session, self._new_session()
+        self._unused_session, self.http_session = self.http_session, self._new_session()
 
     def _new_session(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            verify=self._verify,
+            verify=self.tls_verify,
             timeout=self._http_timeout,
             transport=self._http_transport,
             event_hooks={'request': [self._before_request], 'response': [self._after_response]},
@@ -136,13 +138,13 @@ class FirecrestClient(AsyncFirecrest):
 
     async def create_new_session(self) -> None:
         """Replace the httpx session by a new one with the same timeouts and hooks."""
-        if not self._session.is_closed:
-            await self._session.aclose()
-        self._session = self._new_session()
+        if not self.http_session.is_closed:
+            await self.http_session.aclose()
+        self.http_session = self._new_session()
 
     def is_api_url(self, url: httpx.URL | str) -> bool:
         """Whether ``url`` is an API URL of this server (not, e.g., an S3 presigned URL of a staged transfer)."""
-        return str(url).startswith(f'{self._firecrest_url}/')
+        return str(url).startswith(f'{self.api_url}/')
 
     async def _before_request(self, request: httpx.Request) -> None:
         """The request hook: give unset timeouts a value and wait for the budget (API requests only)."""
@@ -159,20 +161,19 @@ class FirecrestClient(AsyncFirecrest):
             retry_after = response.headers.get('Retry-After', response.headers.get('RateLimit-Reset', '1'))
             self._budget.pause(parse_retry_after(retry_after, self.log))
 
-    async def _send(
-        self, send: Callable[..., Awaitable[httpx.Response]], *args: Any, operation: Operation
-    ) -> httpx.Response:
+    async def send_request(self, request: ApiRequest, send: Send) -> httpx.Response:
         """Send with pyfirecrest's ``send`` (which retries 429), repeating as :mod:`.retry_policy` allows.
 
-        One 401 is repeated with a fresh token; a failure is repeated if ``operation`` may be after it, at most
-        ``self.backoff.attempts`` times; the error answer of a repeat that shows an earlier try did the work becomes
-        the success answer (see :func:`~aiida_firecrest.client.retry_policy.settles`).
+        One 401 is repeated with a fresh token; a failure is repeated if the request's operation may be after it, at
+        most ``self.backoff.attempts`` times; the error answer of a repeat that shows an earlier try did the work
+        becomes the success answer (see :func:`~aiida_firecrest.client.retry_policy.settles`).
         """
+        operation = operation_of(request.method, request.endpoint, request.json_data)
         repeats = 0
         refreshed = False
         while True:
             try:
-                response = await send(*args)
+                response = await send()
             except httpx.TransportError as exc:
                 failure = failure_of_error(exc)
                 if failure is None or not operation.may_repeat(failure) or repeats >= self.backoff.attempts:
@@ -180,15 +181,15 @@ class FirecrestClient(AsyncFirecrest):
                 repeats += 1
                 await self._wait_before_repeat(operation, repeats, type(exc).__name__, None)
                 continue
-            if response.status_code == 401 and not refreshed and hasattr(self._authorization, 'invalidate'):
+            if response.status_code == 401 and not refreshed and hasattr(self.authorization, 'invalidate'):
                 refreshed = True
                 used = response.request.headers.get('Authorization', '').removeprefix('Bearer ')
-                self._authorization.invalidate(used)
+                self.authorization.invalidate(used)
                 continue
             if response.is_success:
                 return response
             message = message_of_response(response)
-            if repeats and settles(operation, message) and await self._settled(operation, args):
+            if repeats and settles(operation, message) and await self._settled(operation, request):
                 LOGGER.debug('%s: an earlier try did it (%s)', operation.name, message)
                 return _success_answer(operation, response.request)
             failure = failure_of_answer(operation, response.status_code, message)
@@ -208,49 +209,16 @@ class FirecrestClient(AsyncFirecrest):
         LOGGER.debug('repeating %s after %s in %.2f s (repeat %d)', operation.name, reason, delay, repeat)
         await asyncio.sleep(delay)
 
-    async def _settled(self, operation: Operation, args: tuple[Any, ...]) -> bool:
+    async def _settled(self, operation: Operation, request: ApiRequest) -> bool:
         """Whether an operation whose repeat says "done" is done: for a link, that it points at its target."""
         if operation.repeat is not Repeat.LINK_IS_DONE:
             return True
-        endpoint, body = str(args[0]), args[-1] or {}
-        system = endpoint.split('/')[2]
+        body = request.json_data or {}
+        system = request.endpoint.split('/')[2]
         link = str(body.get('linkPath', ''))
         entries = await self.list_files(system, posixpath.dirname(link), show_hidden=True)
         name = posixpath.basename(link)
         return any(e.get('name') == name and e.get('linkTarget') == body.get('sourcePath') for e in entries)
-
-    async def _get_request(self, endpoint: str, additional_headers: Any = None, params: Any = None) -> httpx.Response:
-        operation = operation_of('GET', endpoint)
-        return await self._send(super()._get_request, endpoint, additional_headers, params, operation=operation)
-
-    async def _post_request(
-        self,
-        endpoint: str,
-        additional_headers: Any = None,
-        params: Any = None,
-        data: Any = None,
-        files: Any = None,
-        json_data: Any = None,
-    ) -> httpx.Response:
-        send = super()._post_request
-        operation = operation_of('POST', endpoint, json_data)
-        return await self._send(send, endpoint, additional_headers, params, data, files, json_data, operation=operation)
-
-    async def _put_request(
-        self, endpoint: str, additional_headers: Any = None, data: Any = None, json_data: Any = None
-    ) -> httpx.Response:
-        operation = operation_of('PUT', endpoint, json_data)
-        return await self._send(
-            super()._put_request, endpoint, additional_headers, data, json_data, operation=operation
-        )
-
-    async def _delete_request(
-        self, endpoint: str, additional_headers: Any = None, params: Any = None, data: Any = None
-    ) -> httpx.Response:
-        operation = operation_of('DELETE', endpoint)
-        return await self._send(
-            super()._delete_request, endpoint, additional_headers, params, data, operation=operation
-        )
 
     async def download_direct(self, system_name: str, path: str) -> bytes:
         """Return the contents of a file below the direct-transfer limit, in one request (no ``stat`` first).
@@ -261,8 +229,8 @@ class FirecrestClient(AsyncFirecrest):
             directory, 404 for a missing path); the caller translates it.
         :calls: GET ``/filesystem/{system_name}/ops/download``
         """
-        response = await self._get_request(endpoint=f'/filesystem/{system_name}/ops/download', params={'path': path})
-        self._check_response(response, 200, return_json=False)
+        response = await self.api_get(f'/filesystem/{system_name}/ops/download', params={'path': path})
+        self.check_answer(response, 200, return_json=False)
         return response.content
 
     async def ops_only(self, operation: str, system_name: str, **fields: Any) -> None:
@@ -281,10 +249,10 @@ class FirecrestClient(AsyncFirecrest):
         """
         endpoint = f'/filesystem/{system_name}/ops/{operation}'
         if operation == 'rm':
-            response = await self._delete_request(endpoint=endpoint, params=fields)
+            response = await self.api_delete(endpoint, params=fields)
         else:
-            response = await self._post_request(endpoint=endpoint, json_data=fields)
-        self._check_response(response, 204, return_json=False)
+            response = await self.api_post(endpoint, json_data=fields)
+        self.check_answer(response, 204, return_json=False)
 
     async def start_staged_download(
         self, system_name: str, path: str, target: str, *, account: str | None
@@ -308,8 +276,8 @@ class FirecrestClient(AsyncFirecrest):
         data: dict[str, Any] = {'source_path': path, 'transfer_directives': {'transferMethod': 's3'}}
         if account is not None:
             data['account'] = account
-        response = await self._post_request(endpoint=f'/filesystem/{system_name}/transfer/download', json_data=data)
-        return AsyncExternalDownload(client=self, transfer_info=self._check_response(response, 201), file_path=target)
+        response = await self.api_post(f'/filesystem/{system_name}/transfer/download', json_data=data)
+        return AsyncExternalDownload(client=self, transfer_info=self.check_answer(response, 201), file_path=target)
 
     async def wait_for_job(self, system_name: str, job_id: str, timeout: float | None = None, **kwargs: Any) -> Any:
         """Wait for a job (a transfer job, for pyfirecrest) to end, polling as :mod:`.transfer_wait` says."""
@@ -329,7 +297,7 @@ class FirecrestClient(AsyncFirecrest):
         from firecrest.FirecrestException import TransferJobFailedException
 
         try:
-            await self._wait_for_transfer_job(job_info)
+            await self.wait_for_transfer_job(job_info)
         except TransferJobFailedException as exc:
             log = await self._error_log(job_info)
             raise error_from_answer(400, f'the transfer job failed: {log or "no error log"}', path) from exc

@@ -38,7 +38,6 @@ from typing import Any, TypeVar
 
 from aiida.common.exceptions import InvalidOperation
 from aiida.transports.transport import AsyncTransport, Transport, TransportPath, has_magic
-from plumpy import run_until_complete
 
 from ..client.exceptions import (
     FirecrestConfigurationError,
@@ -72,6 +71,14 @@ __all__ = ('FirecrestTransport',)
 
 
 _T = TypeVar('_T')
+
+try:  # plumpy >= 0.26 (aiida-core >= 2.8): waits on a running loop through the greenback portal of its runner
+    from plumpy.greenback_bridge import run_until_complete
+except ImportError:  # plumpy 0.25 (aiida-core 2.7): its event loops are reentrant (nest_asyncio)
+
+    def run_until_complete(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[_T]) -> _T:
+        """Run ``awaitable`` to completion on ``loop``, which plumpy 0.25 made reentrant."""
+        return loop.run_until_complete(awaitable)
 
 
 class FirecrestTransport(ClusterFiles):
