@@ -763,24 +763,27 @@ class Bench:
             result['error'] = f'{result.get("entries")} entries listed, {expected} expected'
         self.measurements.add('listdir', column, result)
 
-    def run(self, items: list[Item], manifests: dict[str, dict[str, str]]) -> None:
-        """Every workload, ``repeats`` times, the plugins alternating: first, then last."""
+    def run(self, items: list[Item], manifests: dict[str, dict[str, str]], *, transfers_only: bool = False) -> None:
+        """Every workload (only the puts and gets if ``transfers_only``), ``repeats`` times, the plugins alternating:
+        first, then last."""
         labels, sizes = self.measurements.labels, self.measurements.sizes
-        labels['calcjob'] = 'one CalcJob (ArithmeticAdd, engine in-process)'
+        if not transfers_only:
+            labels['calcjob'] = 'one CalcJob (ArithmeticAdd, engine in-process)'
         for item in items:
             for direction in ('put', 'get'):
                 labels[f'{direction} {item.name}'] = f'{direction} {item.label}'
                 sizes[f'{direction} {item.name}'] = item.size
-        labels['listdir'] = f'listdir_withattributes of {self.sizes.listing_entries} entries'
+        if not transfers_only:
+            labels['listdir'] = f'listdir_withattributes of {self.sizes.listing_entries} entries'
         keys = list(self.sessions)
         for repeat in range(self.sizes.repeats):
             click.echo(f'  repeat {repeat + 1} of {self.sizes.repeats}')
             order = keys if repeat % 2 == 0 else keys[::-1]
-            for column in order:
+            for column in order if not transfers_only else []:
                 self.measure('calcjob', column, 'calcjob', repeat, 1)
             for item in items:
                 self.transfer(item, manifests, repeat, [*order, RAW] if item.name == 'large' else order)
-            for column in order:
+            for column in order if not transfers_only else []:
                 self.listing(column)
 
 
@@ -842,6 +845,13 @@ def transfer_cell(run: dict[str, Any] | None, size: int | None) -> str:
     return f'{run["seconds"]:.2f} s{speed}, {run["requests"]["total"]} req'
 
 
+def throughput_ratio(run: dict[str, Any] | None, raw: dict[str, Any]) -> str:
+    """The throughput of ``run`` over the raw API path's, in per cent (time of the raw run over its time)."""
+    if run is None or run['error'] or raw['error']:
+        return ''
+    return f'{100 * raw["seconds"] / run["seconds"]:.0f} %'
+
+
 def daemon_rows(runs: dict[str, dict[str, Any]], columns: list[str], rate_limit: str) -> list[list[str]]:
     first = next(iter(runs.values()))
     title = f'{first["calcjobs"]} CalcJobs, {first["workers"]} workers, {rate_limit}'
@@ -871,6 +881,17 @@ def table(
     for workload, label in measurements.labels.items():
         size = measurements.sizes.get(workload)
         rows.append([label, *(transfer_cell(measurements.median(workload, column), size) for column in columns)])
+        raw = measurements.median(workload, RAW)
+        if raw is not None:
+            rows.append(
+                [
+                    f"  {label}: throughput / raw API's",
+                    *(
+                        throughput_ratio(measurements.median(workload, column), raw) if column != RAW else ''
+                        for column in columns
+                    ),
+                ]
+            )
     if daemon:
         rows += daemon_rows(daemon, columns, rate_limit)
     return rows
@@ -935,9 +956,17 @@ def sessions(plugins: list[Plugin], computer: str) -> Iterator[dict[str, Session
 
 
 def benchmark(
-    base: Path, plugins: list[Plugin], sizes: Sizes, scheduler: str, poll_interval: float, timeout: float
+    base: Path,
+    plugins: list[Plugin],
+    sizes: Sizes,
+    scheduler: str,
+    poll_interval: float,
+    timeout: float,
+    *,
+    transfers_only: bool = False,
 ) -> tuple[Measurements, dict[str, dict[str, Any]]]:
-    """Both phases: every workload on an unlimited server, then the daemon runs on a rate-limited one."""
+    """Both phases: every workload on an unlimited server, then the daemon runs on a rate-limited one; with
+    ``transfers_only``, the puts and gets of the first phase alone."""
     account = slurm_default_account() if scheduler == 'slurm' else None
     root = base / 'cluster'
     root.mkdir()
@@ -950,8 +979,10 @@ def benchmark(
         for plugin in plugins:
             set_up_computer(plugin, server, 'unlimited', poll_interval)
         with sessions(plugins, 'unlimited') as opened:
-            Bench(server, opened, base, sizes, measurements).run(items, manifests)
+            Bench(server, opened, base, sizes, measurements).run(items, manifests, transfers_only=transfers_only)
     daemon: dict[str, dict[str, Any]] = {}
+    if transfers_only:
+        return measurements, daemon
     click.echo(f'Phase 2: CalcJobs through the daemon on a server enforcing {CSCS_RATE_LIMIT} per client')
     with Server(base / 'server-limited', root, scheduler, account, CSCS_RATE_LIMIT) as server:
         for plugin in plugins:
@@ -1003,6 +1034,12 @@ def benchmark(
 )
 @click.option('--timeout', type=float, default=3600.0, show_default=True, help='Seconds a daemon run may take.')
 @click.option(
+    '--transfers-only',
+    is_flag=True,
+    help='Only the puts and gets (the 256 MB file beside the raw API path included): no CalcJob, no listing, no '
+    'daemon run.',
+)
+@click.option(
     '--warn-on-429',
     is_flag=True,
     help='Report 429s answered to this checkout as a warning instead of a broken invariant (CI, until the shared '
@@ -1021,6 +1058,7 @@ def main(
     workdir: Path | None,
     output: Path,
     timeout: float,
+    transfers_only: bool,
     warn_on_429: bool,
 ) -> None:
     """aiida-firecrest 1.0.0 and this checkout side by side: print the table, write it with every run to --output."""
@@ -1045,7 +1083,9 @@ def main(
             plugin.version = installed_version(plugin.python)
             stack.enter_context(database(plugin.database))
             create_profile(plugin)
-        measurements, daemon = benchmark(base, plugins, sizes, scheduler, poll_interval, timeout)
+        measurements, daemon = benchmark(
+            base, plugins, sizes, scheduler, poll_interval, timeout, transfers_only=transfers_only
+        )
     titles = {plugin.key: plugin.title + (' (this checkout)' if plugin.key == 'this' else '') for plugin in plugins}
     titles[RAW] = 'raw API (httpx)'
     rows = table(measurements, daemon, titles, CSCS_RATE_LIMIT)

@@ -100,7 +100,7 @@ class RequestBudget:
         with self._locked() as state:
             now = time.time()
             sent = [moment for moment in state['sent'] if moment > now - _WINDOWS[-1] - WINDOW_MARGIN]
-            moment = max(now, state['paused_until'])
+            moment = max(now, float(state['paused_until']))
             for limit, window in zip(self._limits, _WINDOWS, strict=True):
                 moment = max(moment, _earliest_slot(sent, limit, window + WINDOW_MARGIN))
             if moment <= now:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from firecrest.FirecrestException import FirecrestException, JobTimeoutException
 from firecrest.utilities import sched_state_completed
 
-__all__ = ('FIRST_DELAY', 'GROWTH', 'LONGEST_DELAY', 'NOT_FOUND_TIMEOUT', 'poll_delays', 'wait_for_job')
+__all__ = ('FIRST_DELAY', 'GROWTH', 'LONGEST_DELAY', 'NOT_FOUND_TIMEOUT', 'job_state', 'poll_delays', 'wait_for_job')
 
 FIRST_DELAY = 0.2
 """Seconds before the second poll (the first is at once)."""
@@ -30,6 +30,10 @@ GROWTH = 1.5
 
 LONGEST_DELAY = 5.0
 """The longest delay between two polls, in seconds."""
+
+_ended: Callable[[str], bool] = sched_state_completed
+_timed_out: Callable[[str], Exception] = JobTimeoutException
+"""Typed views of pyfirecrest's unannotated helpers."""
 
 NOT_FOUND_TIMEOUT = 20.0
 """Seconds during which a job the scheduler does not know yet (404 ``Job not found``) is asked for again."""
@@ -77,17 +81,18 @@ async def wait_for_job(
             if not _job_not_found(exc) or loop.time() - start > not_found_timeout:
                 raise
         else:
-            if sched_state_completed(_state(job)):
+            if _ended(job_state(job)):
                 return list(job)
         if timeout is not None and loop.time() + delay - start > timeout:
             with contextlib.suppress(FirecrestException):  # the timeout is the error to report
                 await client.cancel_job(system_name, job_id)
-            raise JobTimeoutException(job_id)
+            raise _timed_out(job_id)
         await asyncio.sleep(delay)
     raise AssertionError('poll_delays() never ends')  # pragma: no cover
 
 
-def _state(job: Any) -> str:
+def job_state(job: Any) -> str:
+    """The scheduler state of a job description (a list of one job, as ``job_info`` answers), e.g. ``COMPLETED``."""
     state = job[0]['status']['state']
     return ','.join(state) if isinstance(state, list) else str(state)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import logging
 import os
 import posixpath
 import stat
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiida.common.exceptions import InvalidOperation
+from aiida.common.log import AIIDA_LOGGER
 
 from ..client.client_credentials import (
     DEFAULT_MIN_TOKEN_VALIDITY,
@@ -34,7 +34,6 @@ from ..client.client_credentials import (
 from ..client.exceptions import (
     DIRECT_TRANSFER_REFUSALS,
     AccessDeniedError,
-    ChecksumMismatchError,
     DirectTransferTooLargeError,
     FirecrestConfigurationError,
     PathExistsError,
@@ -46,7 +45,6 @@ from ..client.exceptions import (
 from ..client.firecrest_client import PYFIRECREST_DIRECT_LIMIT, FirecrestClient, ssl_context
 from ..client.request_budget import shared_budget
 from ..client.server_facts import FACTS
-from . import local_archives
 from .carried_names import check_commands_carry, check_jobs_carry, commands_carry, jobs_carry, shell_word_safe
 from .file_attributes import decode_listed_name, entry_type, mode_of_entry
 from .known_directories import FreshDirectories
@@ -59,7 +57,7 @@ __all__ = (
     'usable_direct_download',
 )
 
-LOGGER = logging.getLogger(__name__)
+LOGGER = AIIDA_LOGGER.getChild('transport.FirecrestTransport')
 
 T = TypeVar('T')
 
@@ -523,7 +521,6 @@ class FirecrestBackend:
                         raise
             check_jobs_carry('upload to', remotepath)
             await staged_upload(self.client, self.system, localpath, remotepath, account=self.billing_account)
-        await self._verify_checksum(localpath, remotepath)
 
     async def fits_direct_download(self, size: int) -> bool:
         """Whether a file of ``size`` bytes comes down in one direct download (asks the server's limit, once per
@@ -562,22 +559,3 @@ class FirecrestBackend:
                     LOGGER.debug(f'direct download of {remotepath} refused ({exc}); taking the staged path')
             check_jobs_carry('download', remotepath)
             await staged_download(self.client, self.system, remotepath, localpath, account=self.billing_account)
-        await self._verify_checksum(localpath, remotepath)
-
-    async def _verify_checksum(self, localpath: str, remotepath: str) -> None:
-        """Compare the SHA-256 of both copies of a file after a staged transfer.
-
-        :raises ChecksumMismatchError: if they differ.
-        """
-
-        async def remote() -> str:
-            check_commands_carry('checksum', remotepath)
-            with translate_errors(remotepath):
-                return str((await self.client.checksum(self.system, remotepath))['checksum']).lower()
-
-        local_sum, remote_sum = await gather([asyncio.to_thread(local_archives.sha256_of, localpath), remote()])
-        if local_sum != remote_sum:
-            raise ChecksumMismatchError(
-                f'the SHA-256 of {remotepath} ({remote_sum}) differs from that of {localpath} ({local_sum}) '
-                'after a staged transfer'
-            )

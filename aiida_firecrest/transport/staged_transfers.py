@@ -1,83 +1,310 @@
-"""Staged transfers that fail cleanly: through the staging area (S3) and a transfer job, and nothing left behind.
+"""Staged transfers: through the staging area (S3) and a transfer job, verified with SHA-256, nothing left behind.
 
-A staged download lands in a temporary file beside its destination and is moved into place only when complete: a
-failed or cancelled download leaves no file at the destination. A staged upload or download that fails or is cancelled
-(by the caller, an S3 error or a lost connection) cancels its transfer job, which would otherwise wait for its object
-for the lifetime of the presigned URLs (and be billed meanwhile). The errors say which party failed: the staging area
-(S3), or the transfer job, with its error log.
+**Safety.** Every staged copy is compared with its source by SHA-256 (the server's ``checksum`` against a local sum).
+A staged download is written to a temporary file beside its destination and moved into place only when complete and
+verified: a failed, cancelled or corrupted download leaves no file at the destination. A staged upload whose copy
+differs from its source is removed (the transfer job writes the destination itself, so this is the only way to leave
+no wrong file under the final name; a file it replaced is then gone, as after any failed overwrite). A staged upload
+or download that fails or is cancelled (by the caller, an S3 error or a lost connection) cancels its transfer job,
+which would otherwise wait for its object for the lifetime of the presigned URLs (and be billed meanwhile). The
+errors say which party failed: the staging area (S3), or the transfer job, quoting its error log.
 
 FirecREST's answer to ``transfer/upload`` holds the URLs of the parts and the completion of the multipart upload, but
-none to abort it: a multipart upload that the client leaves unfinished is removed by the bucket's lifecycle.
+none to abort it: a multipart upload that the client leaves unfinished is removed by the bucket's lifecycle rule (the
+local server's ``S3Settings.expiry``; the real server's bucket lifecycle of a few days).
+
+**Speed** (measured against the raw API path, ``benchmarks/transfers.py``): nothing is read twice and nothing waits
+for what can run alongside. A download's object is fetched as soon as it exists in the staging area (probed with its
+presigned URL every few percent of the time waited, which costs no FirecREST request) while the transfer job is
+polled only to learn about its failure; it is streamed to disk in large chunks, its SHA-256 computed on the way,
+while the server computes its own. An upload's local SHA-256 is computed while the parts go up. A transfer job that
+completed is taken at its word (pyfirecrest also reads its output log, one more request): the checksum follows.
+
+**Progress**: bytes done and rate, logged at INFO on the transport's logger (which reaches the daemon log) at most
+every :data:`PROGRESS_INTERVAL` seconds, and once at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator
-from typing import Any
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import IO, Any, TypeVar
+from xml.etree import ElementTree
 
 import httpx
 from firecrest.FirecrestException import MultipartUploadException
 
-from ..client.exceptions import TransferFailedError, translate_errors
+from ..client.exceptions import ChecksumMismatchError, TransferFailedError, translate_errors
 from ..client.firecrest_client import FirecrestClient
+from ..client.transfer_wait import job_state
+from .carried_names import check_commands_carry
+from .local_archives import sha256_of
 
-__all__ = ('staged_download', 'staged_upload')
+__all__ = ('PROGRESS_INTERVAL', 'Progress', 'staged_download', 'staged_upload')
 
 LOGGER = logging.getLogger(__name__)
 
+PROGRESS_LOGGER = logging.getLogger('aiida.transport.FirecrestTransport')
+"""The logger of the ``firecrest`` transport (AiiDA's ``Transport.logger``): the daemon log shows its records."""
+
+PROGRESS_INTERVAL = 5.0
+"""The shortest time between two progress records of one transfer, in seconds."""
+
+CHUNK_SIZE = 8 * 2**20
+"""Bytes read from or written to disk at once."""
+
+S3_CONNECTIONS = 8
+"""Parts of a multipart upload sent at once."""
+
+FIRST_PROBE_DELAY = 0.1
+PROBE_FRACTION = 0.05
+LONGEST_PROBE_DELAY = 2.0
+"""A download's object is probed again after :data:`PROBE_FRACTION` of the time waited so far, at least
+:data:`FIRST_PROBE_DELAY` and at most :data:`LONGEST_PROBE_DELAY` seconds: seen at most 5 % late."""
+
+NOT_STAGED_YET = frozenset({403, 404})
+"""What S3 answers for an object not written yet: 404, or 403 where the URL's signer may not list the bucket."""
+
 S3_ERRORS = (MultipartUploadException, httpx.HTTPError)
-"""What pyfirecrest raises when a request to the staging area (a presigned S3 URL) fails."""
+"""What a request to the staging area (a presigned S3 URL) raises when it fails."""
+
+T = TypeVar('T')
+
+
+class Progress:
+    """Bytes done and rate of one transfer, logged at INFO at most every ``interval`` seconds, and at the end."""
+
+    def __init__(
+        self,
+        action: str,
+        total: int,
+        *,
+        interval: float = PROGRESS_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """:param action: what is transferred, e.g. ``staged download of /scratch/f``.
+        :param total: the bytes to transfer.
+        :param interval: the shortest time between two records, in seconds.
+        :param clock: the time, in seconds."""
+        self.action = action
+        self.total = total
+        self.done = 0
+        self._interval = interval
+        self._clock = clock
+        self._start = self._last = clock()
+
+    def advance(self, count: int) -> None:
+        """Count ``count`` more bytes done; log if the last record is ``interval`` old."""
+        self.done += count
+        now = self._clock()
+        if now - self._last >= self._interval and self.done < self.total:
+            self._last = now
+            self._log(now, f'{100 * self.done / max(self.total, 1):.0f} %, ')
+
+    def finish(self) -> None:
+        """Log the whole transfer's size and rate."""
+        self._log(self._clock(), 'done, ')
+
+    def _log(self, now: float, state: str) -> None:
+        elapsed = max(now - self._start, 1e-9)
+        PROGRESS_LOGGER.info(
+            f'{self.action}: {state}{self.done / 1e6:.1f} of {self.total / 1e6:.1f} MB in {elapsed:.1f} s '
+            f'({self.done / 1e6 / elapsed:.1f} MB/s)'
+        )
+
+
+# --- upload -----------------------------------------------------------------------------------------------------------
 
 
 async def staged_upload(
     client: FirecrestClient, system: str, localpath: str, remotepath: str, *, account: str | None
 ) -> None:
     """Send ``localpath`` to ``remotepath`` through the staging area: start the transfer job, upload the parts of
-    the multipart upload, complete it and wait for the job; on any failure or cancellation, cancel the job.
+    the multipart upload (the local SHA-256 computed meanwhile), complete it, wait for the job and compare the
+    checksums; on any failure or cancellation before the job ended, cancel the job; a copy that differs is removed.
 
     :raises TransferFailedError: if the staging area refused a part or the completion, or the transfer job failed.
-    :calls: POST ``/filesystem/{system}/transfer/upload``, the S3 parts and completion, the job's status and log;
-        on failure DELETE ``/compute/{system}/jobs/{id}``
+    :raises ChecksumMismatchError: if the copy differs from ``localpath`` (it was removed).
+    :calls: POST ``/filesystem/{system}/transfer/upload``, the S3 parts and completion, the job's status; GET
+        ``/filesystem/{system}/ops/checksum``; on failure DELETE ``/compute/{system}/jobs/{id}`` (and the job's
+        logs, if it failed); on a mismatch DELETE ``/filesystem/{system}/ops/rm``
     """
     directory, filename = os.path.split(remotepath)
-    with translate_errors(remotepath):
-        transfer = await client.upload(system, localpath, directory or '/', filename, account=account, blocking=False)
-    if transfer is None:  # pyfirecrest uploaded it directly (its limit was raised meanwhile)
-        return
-    async with _cancelled_on_failure(client, transfer.transfer_data, remotepath):
-        async with _s3_errors('upload', remotepath):
-            await transfer.upload_file_to_stage()
-        await client.wait_for_transfer(transfer.transfer_data, remotepath)
+    async with _alongside(asyncio.to_thread(sha256_of, localpath)) as local_sum:
+        with translate_errors(remotepath):
+            transfer = await client.upload(
+                system, localpath, directory or '/', filename, account=account, blocking=False
+            )
+        if transfer is not None:  # else pyfirecrest uploaded it directly (its limit was raised meanwhile)
+            info: dict[str, Any] = transfer.transfer_data
+            async with _cancelled_on_failure(client, info, remotepath):
+                progress = Progress(f'staged upload of {remotepath}', os.path.getsize(localpath))
+                async with _s3_errors('upload', remotepath):
+                    await _upload_parts(client, info['transferDirectives'], localpath, progress)
+                await _transfer_job_ended(client, info, remotepath)
+            progress.finish()
+        try:
+            await _verify(client, system, remotepath, localpath, await local_sum)
+        except ChecksumMismatchError:
+            await _remove_quietly_remote(client, system, remotepath, account)
+            raise
+
+
+async def _upload_parts(
+    client: FirecrestClient, directives: dict[str, Any], localpath: str, progress: Progress
+) -> None:
+    """Send the parts of ``localpath`` to their presigned URLs, :data:`S3_CONNECTIONS` at once, and complete the
+    multipart upload."""
+    session = _s3_session(client)
+    part_size = int(directives['maxPartSize'])
+    semaphore = asyncio.Semaphore(S3_CONNECTIONS)
+
+    async def send(index: int, url: str) -> dict[str, Any]:
+        start = index * part_size
+        length = max(0, min(part_size, progress.total - start))
+        async with semaphore:
+            answer = await session.put(
+                url,
+                content=_file_chunks(localpath, start, length, progress),
+                headers={'Content-Length': str(length)},
+                timeout=None,
+            )
+        answer.raise_for_status()
+        return {'ETag': answer.headers['ETag'], 'PartNumber': index + 1}
+
+    parts = await asyncio.gather(*(send(index, url) for index, url in enumerate(directives['partsUploadUrls'])))
+    answer = await session.post(directives['completeUploadUrl'], content=_completion(parts))
+    answer.raise_for_status()
+
+
+def _completion(parts: list[dict[str, Any]]) -> str:
+    """The body completing a multipart upload: its parts' numbers and ETags, in order."""
+    root = ElementTree.Element('CompleteMultipartUpload', {'xmlns': 'http://s3.amazonaws.com/doc/2006-03-01/'})
+    for part in sorted(parts, key=lambda part: int(part['PartNumber'])):
+        element = ElementTree.SubElement(root, 'Part')
+        ElementTree.SubElement(element, 'ETag').text = str(part['ETag'])
+        ElementTree.SubElement(element, 'PartNumber').text = str(part['PartNumber'])
+    return ElementTree.tostring(root, encoding='unicode')
+
+
+async def _file_chunks(path: str, start: int, length: int, progress: Progress) -> AsyncIterator[bytes]:
+    """The ``length`` bytes of ``path`` from ``start``, in chunks of at most :data:`CHUNK_SIZE`, counted."""
+    handle = await asyncio.to_thread(open, path, 'rb')
+    try:
+        await asyncio.to_thread(handle.seek, start)
+        while length > 0:
+            chunk = await asyncio.to_thread(handle.read, min(CHUNK_SIZE, length))
+            if not chunk:
+                raise TransferFailedError(f'{path} became shorter during its staged upload')
+            length -= len(chunk)
+            progress.advance(len(chunk))
+            yield chunk
+    finally:
+        await asyncio.to_thread(handle.close)
+
+
+async def _remove_quietly_remote(client: FirecrestClient, system: str, path: str, account: str | None) -> None:
+    """Remove the wrong copy ``path``; a failure is logged, the mismatch is the error to report."""
+    try:
+        with translate_errors(path):
+            await client.rm(system, path, account=account)
+    except OSError as exc:
+        LOGGER.warning(f'could not remove {path}, which differs from its source: {exc}')
+
+
+# --- download ---------------------------------------------------------------------------------------------------------
 
 
 async def staged_download(
     client: FirecrestClient, system: str, remotepath: str, localpath: str, *, account: str | None
 ) -> None:
     """Fetch ``remotepath`` into ``localpath`` through the staging area: the transfer job puts it into S3, the
-    object is downloaded to a temporary file beside ``localpath`` and moved into place; on any failure or
-    cancellation, the transfer job is cancelled and the temporary file removed.
+    object is streamed to a temporary file beside ``localpath`` as soon as it exists (its SHA-256 computed on the way,
+    the server's asked meanwhile) and moved into place once verified; on any failure or cancellation, the transfer job
+    is cancelled and the temporary file removed.
 
     :raises TransferFailedError: if the transfer job failed or the staging area refused the download.
-    :calls: POST ``/filesystem/{system}/transfer/download``, the job's status and log, the S3 object; on failure
-        DELETE ``/compute/{system}/jobs/{id}``
+    :raises ChecksumMismatchError: if the object differs from ``remotepath`` (nothing is left at ``localpath``).
+    :calls: POST ``/filesystem/{system}/transfer/download``, the job's status, the S3 object; GET
+        ``/filesystem/{system}/ops/checksum``; on failure DELETE ``/compute/{system}/jobs/{id}`` (and the job's logs,
+        if it failed)
     """
     temporary = await asyncio.to_thread(_temporary_beside, localpath)
     try:
         with translate_errors(remotepath):
             transfer = await client.start_staged_download(system, remotepath, temporary, account=account)
-        async with _cancelled_on_failure(client, transfer.transfer_data, remotepath):
-            await client.wait_for_transfer(transfer.transfer_data, remotepath)
-            async with _s3_errors('download', remotepath):
-                await transfer.download_file_from_stage()
+        info: dict[str, Any] = transfer.transfer_data
+        async with _alongside(_remote_sha256(client, system, remotepath)) as remote_sum:
+            async with _cancelled_on_failure(client, info, remotepath):
+                local_sum = await _fetch_object(client, info, remotepath, temporary)
+            _compare(remotepath, await remote_sum, localpath, local_sum)
         await asyncio.to_thread(os.replace, temporary, localpath)
     except BaseException:
         await asyncio.to_thread(_remove_quietly, temporary)
         raise
+
+
+async def _fetch_object(client: FirecrestClient, info: dict[str, Any], remotepath: str, temporary: str) -> str:
+    """Stream the staged object into ``temporary`` as soon as it exists, the transfer job polled meanwhile; return
+    its SHA-256.
+
+    :raises TransferFailedError: if the job failed, or the object is missing once the job completed.
+    """
+    url = info['transferDirectives']['downloadUrl']
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async with _alongside(_transfer_job_ended(client, info, remotepath)) as job:
+        while True:
+            job_ended = job.done()
+            if job_ended:
+                job.result()  # raises the job's failure
+            async with _s3_errors('download', remotepath):
+                digest = await _stream_object(client, url, temporary, remotepath, last_chance=job_ended)
+            if digest is not None:
+                return digest
+            delay = min(LONGEST_PROBE_DELAY, max(FIRST_PROBE_DELAY, PROBE_FRACTION * (loop.time() - start)))
+            await asyncio.wait({job}, timeout=delay)
+
+
+async def _stream_object(
+    client: FirecrestClient, url: str, temporary: str, remotepath: str, *, last_chance: bool
+) -> str | None:
+    """Write the object of ``url`` to ``temporary`` and return its SHA-256; None if it does not exist yet (unless
+    this is the ``last_chance``)."""
+    async with _s3_session(client).stream('GET', url) as answer:
+        if answer.status_code in NOT_STAGED_YET and not last_chance:
+            return None
+        answer.raise_for_status()
+        total = int(answer.headers.get('Content-Length', 0))
+        progress = Progress(f'staged download of {remotepath}', total)
+        digest = hashlib.sha256()
+        handle = await asyncio.to_thread(open, temporary, 'wb')
+        writing: asyncio.Future[None] | None = None  # the chunk written while the next one arrives
+        try:
+            async for chunk in answer.aiter_bytes(CHUNK_SIZE):
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(asyncio.to_thread(_write_and_hash, handle, digest, chunk))
+                progress.advance(len(chunk))
+            if writing is not None:
+                await writing
+        finally:
+            if writing is not None and not writing.done():
+                await asyncio.wait({writing})
+            await asyncio.to_thread(handle.close)
+    progress.finish()
+    return digest.hexdigest()
+
+
+def _write_and_hash(handle: IO[bytes], digest: Any, chunk: bytes) -> None:
+    handle.write(chunk)
+    digest.update(chunk)
 
 
 def _temporary_beside(localpath: str) -> str:
@@ -91,6 +318,60 @@ def _temporary_beside(localpath: str) -> str:
 def _remove_quietly(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)
+
+
+# --- both directions --------------------------------------------------------------------------------------------------
+
+
+async def _transfer_job_ended(client: FirecrestClient, info: dict[str, Any], path: str) -> None:
+    """Wait for the transfer job of ``info``; a job that did not complete is explained by its logs.
+
+    :raises FirecrestError: what the job's error log says (through :meth:`FirecrestClient.wait_for_transfer`).
+    """
+    job = info['transferJob']
+    with translate_errors(path):
+        description = await client.wait_for_job(job['system'], str(job['jobId']))
+    if job_state(description) != 'COMPLETED':
+        await client.wait_for_transfer(info, path)  # reads the logs: raises what failed, unless they tell success
+
+
+async def _remote_sha256(client: FirecrestClient, system: str, path: str) -> str:
+    check_commands_carry('checksum', path)
+    with translate_errors(path):
+        return str((await client.checksum(system, path))['checksum']).lower()
+
+
+async def _verify(client: FirecrestClient, system: str, remotepath: str, localpath: str, local_sum: str) -> None:
+    _compare(remotepath, await _remote_sha256(client, system, remotepath), localpath, local_sum)
+
+
+def _compare(remotepath: str, remote_sum: str, localpath: str, local_sum: str) -> None:
+    """:raises ChecksumMismatchError: if the sums differ."""
+    if local_sum != remote_sum:
+        raise ChecksumMismatchError(
+            f'the SHA-256 of {remotepath} ({remote_sum}) differs from that of {localpath} ({local_sum}) '
+            'after a staged transfer'
+        )
+
+
+def _s3_session(client: FirecrestClient) -> httpx.AsyncClient:
+    """The HTTP session pyfirecrest sends its requests to the staging area with (outside the request budget)."""
+    session: httpx.AsyncClient = client._session
+    return session
+
+
+@contextlib.asynccontextmanager
+async def _alongside(coroutine: Coroutine[Any, Any, T]) -> AsyncIterator[asyncio.Future[T]]:
+    """Run ``coroutine`` alongside the block; if the block ends first (it failed), cancel it and drop its outcome."""
+    task = asyncio.ensure_future(coroutine)
+    try:
+        yield task
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+        if not task.cancelled():
+            task.exception()  # retrieved: the block's own outcome is what counts
 
 
 @contextlib.asynccontextmanager

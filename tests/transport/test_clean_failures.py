@@ -1,23 +1,35 @@
 """Staged transfers killed in the middle (an S3 error, a lost connection, the caller cancelling) leave nothing behind:
-no file at the destination, no temporary file, no transfer job running; a failed tree transfer leaves nothing at a
-destination it created; and the failed removal of a temporary archive does not fail a transfer that worked."""
+no file at the destination, no temporary file, no transfer job running (and the multipart upload, which FirecREST gives
+no way to abort, goes with the bucket's lifecycle); a staged copy whose checksum differs is not left under its final
+name; a failed transfer job is reported with its log; a failed tree transfer leaves nothing at a destination it
+created; and the failed removal of a temporary archive does not fail a transfer that worked."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
+import botocore.config
 import httpx
 import pytest
-from firecrest.FirecrestException import MultipartUploadException
-from firecrest.v2._async.Client import AsyncExternalDownload, AsyncExternalUpload
 
-from aiida_firecrest.client.exceptions import FirecrestApiError, TransferFailedError, UnsafeArchiveError
+from aiida_firecrest.client.exceptions import (
+    ChecksumMismatchError,
+    FirecrestApiError,
+    TransferFailedError,
+    UnsafeArchiveError,
+)
+from aiida_firecrest.server.settings import S3Settings
+from aiida_firecrest.server.staging import Staging
+from aiida_firecrest.transport import staged_transfers
 from aiida_firecrest.transport.archive_routes import ArchiveRoutes
 from aiida_firecrest.transport.backend import FirecrestBackend
+from aiida_firecrest.transport.staged_transfers import staged_download, staged_upload
 from tests.remote_files import RemotePath
 
 pytestmark = pytest.mark.local_server(reason='reads the jobs and the staging area of the local server')
@@ -52,22 +64,19 @@ async def _unfinished_transfer_jobs(transport: Any) -> list[str]:
     return unfinished
 
 
-async def _interrupted_download(self: AsyncExternalDownload, file_path: Any = None) -> None:
+async def _interrupted_download(*args: Any, **kwargs: Any) -> None:
     """Half an object written, then the connection to S3 lost."""
-    Path(self._file_path).write_bytes(b'partial')
+    Path(args[2]).write_bytes(b'partial')
     raise httpx.RemoteProtocolError('peer closed connection without sending complete message body')
 
 
-async def _s3_refuses_a_part(self: AsyncExternalUpload) -> None:
-    raise MultipartUploadException(self.transfer_data, 'Failed to upload part 2: 500: InternalError')
+async def _s3_refuses_a_part(*args: Any) -> None:
+    raise httpx.RemoteProtocolError('Server disconnected without sending a response.')
 
 
 @pytest.mark.parametrize(
     ('direction', 'patched', 'failure'),
-    [
-        ('download', (AsyncExternalDownload, 'download_file_from_stage'), _interrupted_download),
-        ('upload', (AsyncExternalUpload, 'upload_file_to_stage'), _s3_refuses_a_part),
-    ],
+    [('download', '_stream_object', _interrupted_download), ('upload', '_upload_parts', _s3_refuses_a_part)],
 )
 async def test_s3_failure_leaves_nothing_behind(
     firecrest_transport: Any,
@@ -76,14 +85,14 @@ async def test_s3_failure_leaves_nothing_behind(
     tmp_path: Path,
     staged_size: int,
     direction: str,
-    patched: tuple[type, str],
+    patched: str,
     failure: Any,
 ) -> None:
     (tmp_path / 'source.bin').write_bytes(os.urandom(staged_size))
     Path(remote / 'source.bin').write_bytes(os.urandom(staged_size))
     local_dir = tmp_path / 'here'
     local_dir.mkdir()
-    monkeypatch.setattr(*patched, failure)
+    monkeypatch.setattr(staged_transfers, patched, failure)
     async with firecrest_transport() as transport:
         with pytest.raises(TransferFailedError, match=r'staging area \(S3\)'):
             if direction == 'upload':
@@ -100,11 +109,11 @@ async def test_cancelled_staged_upload_cancels_its_transfer_job(
 ) -> None:
     started = asyncio.Event()
 
-    async def stalled_upload(self: AsyncExternalUpload) -> None:
+    async def stalled_upload(*args: Any) -> None:
         started.set()
         await asyncio.Event().wait()
 
-    monkeypatch.setattr(AsyncExternalUpload, 'upload_file_to_stage', stalled_upload)
+    monkeypatch.setattr(staged_transfers, '_upload_parts', stalled_upload)
     (tmp_path / 'source.bin').write_bytes(os.urandom(staged_size))
     async with firecrest_transport() as transport:
         task = asyncio.ensure_future(transport.putfile_async(tmp_path / 'source.bin', remote / 'target.bin'))
@@ -121,12 +130,12 @@ async def test_cancelled_staged_download_leaves_no_file(
 ) -> None:
     written = asyncio.Event()
 
-    async def stalled_download(self: AsyncExternalDownload, file_path: Any = None) -> None:
-        Path(self._file_path).write_bytes(b'partial')
+    async def stalled_download(*args: Any, **kwargs: Any) -> None:
+        Path(args[2]).write_bytes(b'partial')
         written.set()
         await asyncio.Event().wait()
 
-    monkeypatch.setattr(AsyncExternalDownload, 'download_file_from_stage', stalled_download)
+    monkeypatch.setattr(staged_transfers, '_stream_object', stalled_download)
     Path(remote / 'source.bin').write_bytes(os.urandom(staged_size))
     async with firecrest_transport() as transport:
         task = asyncio.ensure_future(transport.getfile_async(remote / 'source.bin', tmp_path / 'target.bin'))
@@ -134,7 +143,122 @@ async def test_cancelled_staged_download_leaves_no_file(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        assert await _unfinished_transfer_jobs(transport) == []
     assert sorted(os.listdir(tmp_path)) == []
+
+
+async def test_staged_download_is_written_under_a_temporary_name_and_moved_at_the_end(
+    firecrest_transport: Any, monkeypatch: pytest.MonkeyPatch, remote: RemotePath, tmp_path: Path, staged_size: int
+) -> None:
+    """While the object streams in, the destination does not exist; a hidden ``.part`` file beside it grows."""
+    stream_object = staged_transfers._stream_object
+    seen: list[list[str]] = []
+
+    async def watched(*args: Any, **kwargs: Any) -> str | None:
+        seen.append(sorted(os.listdir(tmp_path)))
+        return await stream_object(*args, **kwargs)
+
+    monkeypatch.setattr(staged_transfers, '_stream_object', watched)
+    data = os.urandom(staged_size)
+    Path(remote / 'source.bin').write_bytes(data)
+    async with firecrest_transport() as transport:
+        await transport.getfile_async(remote / 'source.bin', tmp_path / 'target.bin')
+    assert seen
+    assert all(len(names) == 1 and names[0].startswith('.target.bin.') and names[0].endswith('.part') for names in seen)
+    assert os.listdir(tmp_path) == ['target.bin']
+    assert (tmp_path / 'target.bin').read_bytes() == data
+
+
+@pytest.mark.parametrize('existing', [False, True], ids=['new', 'overwritten'])
+async def test_staged_upload_whose_checksum_differs_leaves_no_file_under_the_final_name(
+    firecrest_transport: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    remote: RemotePath,
+    tmp_path: Path,
+    staged_size: int,
+    existing: bool,
+) -> None:
+    """The transfer job writes the destination itself: a copy that differs from its source is removed."""
+    (tmp_path / 'source.bin').write_bytes(os.urandom(staged_size))
+    if existing:
+        Path(remote / 'target.bin').write_bytes(b'the old content')
+    async with firecrest_transport() as transport:
+        monkeypatch.setattr(transport.client, 'checksum', _wrong_checksum)
+        with pytest.raises(ChecksumMismatchError, match='differs'):
+            await transport.putfile_async(tmp_path / 'source.bin', remote / 'target.bin')
+    assert os.listdir(remote) == []
+
+
+async def test_staged_download_whose_checksum_differs_leaves_nothing(
+    firecrest_transport: Any, monkeypatch: pytest.MonkeyPatch, remote: RemotePath, tmp_path: Path, staged_size: int
+) -> None:
+    """A download is verified before its move: nothing at the destination, no temporary file."""
+    Path(remote / 'source.bin').write_bytes(os.urandom(staged_size))
+    async with firecrest_transport() as transport:
+        monkeypatch.setattr(transport.client, 'checksum', _wrong_checksum)
+        with pytest.raises(ChecksumMismatchError, match='differs'):
+            await transport.getfile_async(remote / 'source.bin', tmp_path / 'target.bin')
+    assert os.listdir(tmp_path) == []
+
+
+async def _wrong_checksum(system: str, path: str) -> dict[str, str]:
+    return {'algorithm': 'SHA256', 'checksum': '0' * 64}
+
+
+@pytest.mark.parametrize('direction', ['upload', 'download'])
+async def test_failed_transfer_job_is_reported_with_its_log(
+    firecrest_transport: Any, remote: RemotePath, tmp_path: Path, staged_size: int, direction: str
+) -> None:
+    """The job's own message (here: no such file or directory) reaches the caller; nothing is left behind."""
+    (tmp_path / 'source.bin').write_bytes(os.urandom(staged_size))
+    async with firecrest_transport() as transport:
+        client, system = transport.client, transport.compute_resource
+        with pytest.raises(OSError, match=r'the transfer job failed: .*No such file or directory') as raised:
+            if direction == 'upload':
+                target = str(remote / 'missing' / 'target.bin')
+                await staged_upload(client, system, str(tmp_path / 'source.bin'), target, account=None)
+            else:
+                source = str(remote / 'missing.bin')
+                await staged_download(client, system, source, str(tmp_path / 'target.bin'), account=None)
+        assert await _unfinished_transfer_jobs(transport) == []
+    assert 'staging area' not in str(raised.value)
+    assert os.listdir(remote) == []
+    assert os.listdir(tmp_path) == ['source.bin']
+
+
+async def test_multipart_upload_left_by_a_failed_upload_is_removed_by_the_bucket_lifecycle(
+    firecrest_transport: Any,
+    local_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    remote: RemotePath,
+    tmp_path: Path,
+    staged_size: int,
+) -> None:
+    """FirecREST gives no URL to abort a multipart upload: one the client leaves open (its job cancelled) stays until
+    the bucket's lifecycle rule removes it, as the local server's sweep does once it expired."""
+    s3 = local_server.settings.s3
+    monkeypatch.setattr(staged_transfers, '_upload_parts', _s3_refuses_a_part)
+    (tmp_path / 'abandoned.bin').write_bytes(os.urandom(staged_size))
+    async with firecrest_transport() as transport:
+        with pytest.raises(TransferFailedError):
+            await transport.putfile_async(tmp_path / 'abandoned.bin', remote / 'abandoned.bin')
+    assert len(_open_multipart_uploads(s3, 'abandoned.bin')) == 1
+    await Staging(dataclasses.replace(s3, object_lifetime=0.0)).sweep()
+    assert _open_multipart_uploads(s3, 'abandoned.bin') == []
+
+
+def _open_multipart_uploads(s3: S3Settings, name: str) -> list[str]:
+    """The keys of the open multipart uploads of files named ``name`` in the staging bucket."""
+    client = boto3.client(
+        's3',
+        endpoint_url=s3.endpoint_url,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+        region_name=s3.region,
+        config=botocore.config.Config(s3={'addressing_style': 'path'}),
+    )
+    uploads = client.list_multipart_uploads(Bucket=s3.bucket).get('Uploads', [])
+    return [upload['Key'] for upload in uploads if upload['Key'].endswith(f'/{name}')]
 
 
 @pytest.mark.parametrize('direction', ['put', 'get'])

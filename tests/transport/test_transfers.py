@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import logging
 import os
 import tarfile
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from aiida_firecrest.client.exceptions import ChecksumMismatchError, FirecrestAp
 from aiida_firecrest.client.server_facts import FACTS
 from aiida_firecrest.transport.backend import usable_direct_download
 from aiida_firecrest.transport.local_archives import safe_extract
+from aiida_firecrest.transport.staged_transfers import PROGRESS_LOGGER, Progress
 from tests.conftest import make_sync_client
 from tests.remote_files import RemoteFiles, RemotePath
 from tests.transport.conftest import settle
@@ -447,3 +449,67 @@ async def test_tree_in_place_notices_a_directory_made_behind_its_back(
         remote_files.mkdir(remote / 'folder' / 'tree')  # not through the transport
         await transport.put_async(source, remote / 'folder' / 'tree')
     assert remote_files.snapshot(remote / 'folder') == {'tree': DIR, 'tree/tree': DIR, 'tree/tree/a.txt': 'a'}
+
+
+# --- progress of staged transfers -----------------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ('steps', 'records'),
+    [
+        ([1.0] * 4, 1),  # within one interval: only the final record
+        ([3.0] * 4, 2),  # the second step crosses an interval (the fourth is 100 %), plus the final record
+        ([6.0] * 4, 4),  # every step but the last (100 %, which the final record tells) crosses one
+    ],
+)
+def test_progress_is_logged_at_most_once_an_interval(
+    caplog: pytest.LogCaptureFixture, steps: list[float], records: int
+) -> None:
+    clock = FakeClock()
+    progress = Progress('staged download of /f', total=4 * MiB, interval=5.0, clock=clock)
+    with caplog.at_level(logging.INFO, logger=PROGRESS_LOGGER.name):
+        for step in steps:
+            clock.now += step
+            progress.advance(MiB)
+        progress.finish()
+    assert len(caplog.records) == records
+    assert all(record.levelno == logging.INFO for record in caplog.records)
+    final = caplog.records[-1].getMessage()
+    assert 'done, 4.2 of 4.2 MB' in final
+    assert f'({4 * MiB / 1e6 / sum(steps):.1f} MB/s)' in final
+
+
+@pytest.mark.local_server(reason='a transfer staged by the local server')
+@pytest.mark.parametrize('direction', ['put', 'get'])
+async def test_staged_transfer_reports_its_progress_on_the_transport_logger(
+    firecrest_transport: Any,
+    local_server: Any,
+    remote: RemotePath,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    direction: str,
+) -> None:
+    """Bytes done and rate reach AiiDA's transport logger (and so the daemon log) at INFO."""
+    monkeypatch.setattr('aiida_firecrest.transport.staged_transfers.PROGRESS_INTERVAL', 0.0)
+    size = int(local_server.settings.max_ops_file_size) + 1
+    random_file(tmp_path / 'f.bin', size)
+    Path(remote / 'f.bin').write_bytes((tmp_path / 'f.bin').read_bytes())
+    async with firecrest_transport() as transport:
+        with caplog.at_level(logging.INFO, logger=PROGRESS_LOGGER.name):
+            if direction == 'put':
+                await transport.putfile_async(tmp_path / 'f.bin', remote / 'copy.bin')
+            else:
+                await transport.getfile_async(remote / 'f.bin', tmp_path / 'copy.bin')
+    messages = [record.getMessage() for record in caplog.records if record.name == 'aiida.transport.FirecrestTransport']
+    action = 'staged upload' if direction == 'put' else 'staged download'
+    assert messages and all(message.startswith(f'{action} of ') and 'MB/s' in message for message in messages)
+    assert f'done, {size / 1e6:.1f} of {size / 1e6:.1f} MB' in messages[-1]
