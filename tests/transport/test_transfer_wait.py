@@ -10,7 +10,7 @@ import pytest
 from firecrest.FirecrestException import FirecrestException, JobTimeoutException
 
 from aiida_firecrest.client import transfer_wait
-from aiida_firecrest.client.transfer_wait import poll_delays, wait_for_job
+from aiida_firecrest.client.transfer_wait import job_state, poll_delays, wait_for_job
 
 
 def job(state: str) -> list[dict[str, Any]]:
@@ -96,3 +96,9 @@ async def test_timeout_cancels_the_job() -> None:
     with pytest.raises(JobTimeoutException):
         await wait_for_job(client, 'cluster', '7', timeout=-1.0)
     assert client.cancelled == ['7']
+
+
+@pytest.mark.parametrize('state', ['COMPLETED', ['COMPLETED'], ['FAILED', 'REQUEUED']], ids=['text', 'list', 'several'])
+def test_job_state_reads_a_text_or_a_list(state: Any) -> None:
+    expected = ','.join(state) if isinstance(state, list) else state
+    assert job_state([{'jobId': '7', 'status': {'state': state}}]) == expected

@@ -40,6 +40,7 @@ UPLOAD_STAGED = 'POST /filesystem/{system_name}/transfer/upload'
 DOWNLOAD_DIRECT = 'GET /filesystem/{system_name}/ops/download'
 DOWNLOAD_STAGED = 'POST /filesystem/{system_name}/transfer/download'
 CHECKSUM = 'GET /filesystem/{system_name}/ops/checksum'
+VIEW = 'GET /filesystem/{system_name}/ops/view'
 LS = 'GET /filesystem/{system_name}/ops/ls'
 SYSTEMS = 'GET /status/systems'
 
@@ -140,6 +141,7 @@ async def test_file_above_the_limit_is_staged_and_checked(
     assert sha256(remote / 'f.bin') == sha256(tmp_path / 'back.bin') == digest
     assert put[UPLOAD_DIRECT] == 0 and put[UPLOAD_STAGED] == 1 and put[CHECKSUM] == 1
     assert get[DOWNLOAD_DIRECT] == 0 and get[DOWNLOAD_STAGED] == 1 and get[CHECKSUM] == 1
+    assert put[VIEW] == get[VIEW] == 0, 'a transfer job that completed is taken at its word: no view of its log'
 
 
 async def test_staged_20_mb_file_round_trip(
@@ -214,6 +216,22 @@ async def test_checksum_mismatch_is_an_error(
         monkeypatch.setattr(transport.client, 'checksum', corrupted)
         with pytest.raises(ChecksumMismatchError, match='differs'):
             await transport.put_async(tmp_path / 'f.bin', remote / 'f.bin')
+
+
+@REQUEST_LOG
+async def test_staged_download_fetches_the_object_without_waiting_to_see_its_job_end(
+    firecrest_transport: Any, remote: Path, tmp_path: Path, limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The object is probed in the staging area: a job whose end is never seen does not hold the download back."""
+    digest = random_file(remote / 'f.bin', limit + 1)
+    async with firecrest_transport() as transport:
+
+        async def never_seen_ending(system: str, job_id: str) -> None:
+            await asyncio.Event().wait()
+
+        monkeypatch.setattr(transport.client, 'wait_for_job', never_seen_ending)
+        await asyncio.wait_for(transport.get_async(remote / 'f.bin', tmp_path / 'back.bin'), timeout=60)
+    assert sha256(tmp_path / 'back.bin') == digest
 
 
 # --- trees ----------------------------------------------------------------------------------------------------------
