@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import os
 import stat
 import threading
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from aiida.common.log import AIIDA_LOGGER
 
 from .exceptions import FirecrestApiError, FirecrestAuthenticationError, FirecrestConfigurationError, translate_errors
 from .request_budget import LoopLocalLock
@@ -42,7 +42,7 @@ __all__ = (
     'validate_client_secret_option',
 )
 
-LOGGER = logging.getLogger(__name__)
+LOGGER = AIIDA_LOGGER.getChild('transport.FirecrestTransport.client')
 
 ENV_PREFIX = 'env:'
 """The prefix of a client-secret option naming an environment variable instead of a file."""

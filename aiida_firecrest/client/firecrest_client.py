@@ -23,7 +23,6 @@ The private parts of pyfirecrest it builds on are reached through
 from __future__ import annotations
 
 import asyncio
-import logging
 import posixpath
 import random
 import ssl
@@ -31,6 +30,7 @@ import threading
 from typing import Any
 
 import httpx
+from aiida.common.log import AIIDA_LOGGER
 from firecrest.utilities import parse_retry_after
 from firecrest.v2 import AsyncExternalDownload, AsyncFirecrest
 
@@ -51,7 +51,7 @@ from .retry_policy import (
 
 __all__ = ('FirecrestClient', 'ssl_context')
 
-LOGGER = logging.getLogger(__name__)
+LOGGER = AIIDA_LOGGER.getChild('transport.FirecrestTransport.client')
 
 
 DEFAULT_RATE_LIMIT_RETRIES = 3

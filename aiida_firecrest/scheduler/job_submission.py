@@ -14,18 +14,19 @@ rest of the process: the engine's next try of the submission looks for the job f
 from __future__ import annotations
 
 import asyncio
-import logging
 import posixpath
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from aiida.common.log import AIIDA_LOGGER
 
 from ..client.exceptions import FirecrestApiError
 from ..client.retry_policy import operation_of, outcome_unknown
 
 __all__ = ('SETTLE_DELAYS', 'SUBMIT_ATTEMPTS', 'UNSETTLED', 'UnsettledSubmissions', 'submit_once')
 
-LOGGER = logging.getLogger(__name__)
+LOGGER = AIIDA_LOGGER.getChild('scheduler.firecrest')
 
 SETTLE_DELAYS: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0)
 """The waits, in seconds, before each look at the jobs list for a job whose submission is uncertain (15 s in all: the

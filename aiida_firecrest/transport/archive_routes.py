@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
-import logging
 import os
 import posixpath
 import tempfile
 import uuid
 from typing import Any
+
+from aiida.common.log import AIIDA_LOGGER
 
 from ..client.exceptions import (
     FirecrestError,
@@ -37,7 +38,7 @@ from .server_archives import single_file_pattern
 
 __all__ = ('ArchiveRoutes',)
 
-LOGGER = logging.getLogger(__name__)
+LOGGER = AIIDA_LOGGER.getChild('transport.FirecrestTransport')
 
 
 class ArchiveRoutes:

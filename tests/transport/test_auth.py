@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 import click
 import httpx
 import pytest
+from aiida.common.log import AIIDA_LOGGER
 
 from aiida_firecrest.client import client_credentials as auth
 from aiida_firecrest.client.client_credentials import (
@@ -219,7 +220,7 @@ async def test_invalidate_only_the_token_that_was_refused() -> None:
 
 
 async def test_refused_credentials_say_so_without_the_secret(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger=AIIDA_LOGGER.name)
     authority = make_auth(TokenServer(refuse=True))
     with pytest.raises(FirecrestAuthenticationError) as info:
         await authority.access_token()
@@ -231,7 +232,7 @@ async def test_refused_credentials_say_so_without_the_secret(caplog: pytest.LogC
 
 
 async def test_neither_token_nor_secret_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger=AIIDA_LOGGER.name)
     authority = make_auth(TokenServer())
     token = await authority.access_token()
     assert 'fetched an access token' in caplog.text
