@@ -20,6 +20,17 @@ def main() -> None:
     """Commands of aiida-firecrest that verdi has no place for."""
 
 
+def _checked_client_secret(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a ``--client-secret`` that is the secret itself, before the profile is loaded (aiida-core then writes the
+    command line to the profile's ``access/<pid>.pid`` file), without repeating it."""
+    from .migration import client_secret_source
+
+    try:
+        return None if value is None else client_secret_source(value)
+    except FirecrestConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint='--client-secret') from exc
+
+
 @main.command()
 @click.argument('computers', metavar='[COMPUTER]...', nargs=-1)
 @click.option('-p', '--profile', default=None, help='The AiiDA profile (default: the default profile, as for verdi).')
@@ -27,6 +38,7 @@ def main() -> None:
     '--client-secret',
     default=None,
     metavar='FILE',
+    callback=_checked_client_secret,
     help='Read the client secret from this file (absolute path, readable by you alone) or env:VARNAME from now on, '
     'instead of where 1.0.0 stored it. Only with COMPUTER.',
 )

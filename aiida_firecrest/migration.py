@@ -40,6 +40,7 @@ __all__ = (
     'MIGRATE_COMMAND',
     'MigratedOptions',
     'check_not_legacy',
+    'client_secret_source',
     'is_legacy',
     'legacy_computers',
     'migrate_computer',
@@ -195,15 +196,18 @@ def migrate_computer(
     if not is_legacy(params):
         return None
     if client_secret is not None:
-        params['client_secret'] = _client_secret_source(client_secret)
+        params['client_secret'] = client_secret_source(client_secret)
     migrated = migrate_options(params)
     computer.get_transport_class()(machine=computer.hostname, **migrated.params)
     authinfo.set_auth_params(migrated.params)
     return migrated
 
 
-def _client_secret_source(value: str) -> str:
+def client_secret_source(value: str) -> str:
     """Return ``value``, a new source of the client secret: an absolute path (``~`` expanded) or ``env:VARNAME``.
+
+    The command checks it before the profile is loaded: aiida-core then writes the command line to the profile's
+    ``access/<pid>.pid`` file.
 
     :raises FirecrestConfigurationError: for anything else, which would be the secret itself (not repeated).
     """

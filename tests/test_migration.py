@@ -143,18 +143,42 @@ def test_migrate_options_does_not_repeat_a_missing_absolute_path(tmp_path: Path)
     assert secret.lstrip('/') not in f'{info.value} {info.value!r}'
 
 
-@pytest.mark.parametrize('secret', ['the-secret-itself', '/s3cr3t-that-starts-with-a-slash'])
+@pytest.mark.parametrize(
+    ('secret', 'exit_code', 'message'),
+    [
+        ('the-secret-itself', 2, 'Invalid value for --client-secret'),
+        ('/s3cr3t-that-starts-with-a-slash', 1, 'NOT migrated: cannot read the client-secret file'),
+    ],
+    ids=['secret', 'secret-starting-with-a-slash'],
+)
 def test_migrate_command_refuses_the_secret_itself_unrepeated(
-    aiida_profile: Any, legacy_computer: Callable[[dict[str, Any]], orm.Computer], tmp_path: Path, secret: str
+    aiida_profile: Any,
+    legacy_computer: Callable[[dict[str, Any]], orm.Computer],
+    tmp_path: Path,
+    secret: str,
+    exit_code: int,
+    message: str,
 ) -> None:
-    """``--client-secret`` names where the secret is (``ps`` shows a command line): the secret itself is refused, not
-    stored nor repeated, and the computer keeps its options."""
+    """``--client-secret`` names where the secret is (``ps`` shows a command line): the secret itself is refused (before
+    the profile is loaded, which writes the command line to a pid file), one starting with ``/`` as a missing file;
+    neither is stored nor repeated, and the computer keeps its options."""
     params = legacy_params('legacy', write_legacy_secret(tmp_path / 'secret'))
     computer = legacy_computer(params)
     result = CliRunner().invoke(main, ['migrate', '-p', aiida_profile.name, '--client-secret', secret, computer.label])
-    assert result.exit_code != 0
-    assert 'NOT migrated' in result.output
+    assert result.exit_code == exit_code
+    assert message in result.output
     assert secret.lstrip('/') not in result.output
+    assert computer.get_authinfo(orm.User.collection.get_default()).get_auth_params() == params
+
+
+def test_migrate_computer_refuses_the_secret_itself(
+    legacy_computer: Callable[[dict[str, Any]], orm.Computer], tmp_path: Path
+) -> None:
+    params = legacy_params('legacy', write_legacy_secret(tmp_path / 'secret'))
+    computer = legacy_computer(params)
+    with pytest.raises(FirecrestConfigurationError, match='never as the secret itself') as info:
+        migrate_computer(computer, client_secret='the-secret-itself')
+    assert 'the-secret-itself' not in str(info.value)
     assert computer.get_authinfo(orm.User.collection.get_default()).get_auth_params() == params
 
 

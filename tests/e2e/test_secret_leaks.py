@@ -33,11 +33,18 @@ def verdi(
     config: Any, profile: Any, *args: str, input: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``verdi -p PROFILE ARGS`` in a subprocess, as a user would (``input`` typed at its prompts)."""
-    executable = shutil.which('verdi', path=os.path.dirname(sys.executable)) or shutil.which('verdi')
-    assert executable is not None, 'verdi is not installed beside the interpreter'
+    return run_command(config, 'verdi', '-p', profile.name, *args, input=input, env=env)
+
+
+def run_command(
+    config: Any, command: str, *args: str, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the command installed beside the interpreter in a subprocess on the AiiDA folder of ``config``."""
+    executable = shutil.which(command, path=os.path.dirname(sys.executable))
+    assert executable is not None, f'{command} is not installed beside the interpreter'
     environment = {**os.environ, 'AIIDA_PATH': config.dirpath, **(env or {})}
     return subprocess.run(
-        [executable, '-p', profile.name, *args],
+        [executable, *args],
         input=input,
         capture_output=True,
         text=True,
@@ -112,3 +119,18 @@ def test_secret_appears_nowhere_after_the_documented_commands_and_a_calcjob(
     }
     assert f'env:{SECRET_VARIABLE}' in seen['database'], "the computer's AuthInfo was looked at"
     assert [where for where, text in seen.items() if secret in text] == []
+
+
+def test_secret_given_to_the_migrate_command_is_refused_before_it_is_kept(
+    aiida_computer: Any, aiida_config: Any, aiida_profile: Any
+) -> None:
+    """``aiida-firecrest migrate --client-secret`` refuses the secret itself before the profile is loaded: aiida-core
+    writes the command line of every process that loads it to ``access/<profile>/<pid>.pid``."""
+    secret = 'a-secret-typed-where-a-file-was-asked'
+    computer = aiida_computer(label='secret-migrate', transport_type='firecrest', scheduler_type='core.direct')
+    refused = run_command(
+        aiida_config, 'aiida-firecrest', 'migrate', '-p', aiida_profile.name, '--client-secret', secret, computer.label
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert 'env:VARNAME' in refused.stderr
+    assert secret not in refused.stdout + refused.stderr + aiida_files_text()
