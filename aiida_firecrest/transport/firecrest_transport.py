@@ -60,6 +60,7 @@ from .listed_paths import (
 )
 from .options import (
     AUTH_OPTIONS,
+    COMMON_AUTH_OPTIONS,
     DEFAULT_ARCHIVE_THRESHOLD,
     DEFAULT_HTTP_TIMEOUT,
     DEFAULT_MAX_CONCURRENCY,
@@ -101,6 +102,7 @@ class FirecrestTransport(ClusterFiles):
     _DEFAULT_SAFE_OPEN_INTERVAL = 0.1
 
     _valid_auth_options = AUTH_OPTIONS
+    _common_auth_options = COMMON_AUTH_OPTIONS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """Store the options; no I/O and no request (see :meth:`open_async`).

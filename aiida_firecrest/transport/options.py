@@ -1,20 +1,23 @@
 """The options of the ``firecrest`` transport: what ``verdi computer configure firecrest`` asks, with the defaults
 and the click callbacks that check each answer.
 
-:data:`AUTH_OPTIONS` is the transport's ``_valid_auth_options``.
+:data:`AUTH_OPTIONS` is the transport's ``_valid_auth_options``, :data:`COMMON_AUTH_OPTIONS` its
+``_common_auth_options`` (AiiDA's options of every transport, with ``use_login_shell`` never asked: FirecREST runs no
+shell for AiiDA).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from aiida.transports.transport import validate_positive_number
+from aiida.transports.transport import Transport, validate_positive_number
 
 from ..client.client_credentials import validate_client_secret_option as _validate_client_secret
 from ..client.request_budget import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_REQUESTS_PER_SECOND
 
 __all__ = (
     'AUTH_OPTIONS',
+    'COMMON_AUTH_OPTIONS',
     'DEFAULT_ARCHIVE_THRESHOLD',
     'DEFAULT_BUDGET_SHARE',
     'DEFAULT_HTTP_TIMEOUT',
@@ -78,6 +81,11 @@ def _validate_share(ctx: Any, param: Any, value: Any) -> Any:
     if value is not None and not 0 < value <= 1:
         raise click.BadParameter(f'{value} is not above 0 and at most 1')
     return value
+
+
+def _never_asked(ctx: Any) -> bool:
+    """Click ``prompt_fn``: the option is not asked (its default is taken)."""
+    return False
 
 
 def request_limits(options: dict[str, Any]) -> tuple[float, float]:
@@ -156,8 +164,9 @@ AUTH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
             'type': str,
             'default': '',
             'prompt': 'Temporary directory on the system (absolute path)',
-            'help': 'A directory on the cluster for the archives of tree transfers (removed after use), e.g. '
-            '$SCRATCH/.aiida-firecrest. Empty: next to the destination.',
+            'help': 'The absolute path of a directory on the cluster for the archives of tree transfers (removed '
+            'after use), e.g. /capstor/scratch/cscs/USER/.aiida-firecrest. Write the path itself: nothing expands '
+            '$SCRATCH or ~ here, and a path not starting with / is refused. Empty: next to the destination.',
             'non_interactive_default': True,
             'callback': _validate_absolute_path,
         },
@@ -167,9 +176,10 @@ AUTH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
         {
             'type': str,
             'default': '',
-            'prompt': 'Billing account for transfer jobs',
-            'help': 'The account billed for the jobs FirecREST runs for copies, moves and staged transfers of '
-            'large files. Empty: your default account.',
+            'prompt': 'Billing account (CalcJobs without an account option, and transfer jobs)',
+            'help': "The account billed for the Slurm jobs of the CalcJobs that set no `account` option (a CalcJob's "
+            'own `account` wins), and for the transfer jobs FirecREST runs for copies, moves and staged transfers '
+            'of large files. Empty: your default account.',
             'non_interactive_default': True,
         },
     ),
@@ -181,7 +191,7 @@ AUTH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
             'help': 'Not used by the transport: the work directory is set by `verdi computer setup --work-dir`. '
             'Accepted so that the file of `firecrest_demo.py serve --config-out` can be given to --config as is.',
             'non_interactive_default': True,
-            'prompt_fn': lambda ctx: False,
+            'prompt_fn': _never_asked,
         },
     ),
     (
@@ -269,3 +279,19 @@ AUTH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ),
 ]
 """The options of ``verdi computer configure firecrest``: ``(name, click specification)`` pairs."""
+
+COMMON_AUTH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    (
+        name,
+        {
+            **spec,
+            'prompt_fn': _never_asked,
+            'help': 'Means nothing for FirecREST, which runs no shell for AiiDA: not asked, accepted because AiiDA '
+            'gives it to every transport.',
+        }
+        if name == 'use_login_shell'
+        else spec,
+    )
+    for name, spec in Transport._common_auth_options
+]
+"""AiiDA's options of every transport (``use_login_shell``, ``safe_interval``), with ``use_login_shell`` not asked."""
