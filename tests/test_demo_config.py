@@ -1,15 +1,20 @@
-"""``firecrest_demo.py --config FILE``: reading the file, and counting a deployment's requests on the client side."""
+"""``firecrest_demo.py --config FILE``: reading the file, counting a deployment's requests on the client side, and
+finding the log files its transfer jobs leave there."""
 
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
+from typing import Any
 
 import click
 import httpx
 import pytest
 
-from aiida_firecrest.demo.run import CONFIG_KEYS, ClientRequestLog, read_config
+from aiida_firecrest.client.firecrest_client import FirecrestClient
+from aiida_firecrest.client.request_budget import RequestBudget
+from aiida_firecrest.demo.run import CONFIG_KEYS, ClientRequestLog, TransferJobLogs, read_config
 
 URL = 'https://firecrest.example/api/v2'
 TOKEN_URI = 'https://firecrest.example/api/v2/auth/token'
@@ -90,3 +95,60 @@ def test_read_config_refuses_what_is_not_json(tmp_path: Path) -> None:
     path.write_text('url: https://firecrest.example')
     with pytest.raises(click.BadParameter, match='cannot read'):
         read_config(path)
+
+
+OUTPUT_LOG = '/home/me/.f7t_file_handling_job_1.log'
+ERROR_LOG = '/home/me/.f7t_file_handling_job_error_1.log'
+
+
+class Budget(RequestBudget):
+    """No pacing."""
+
+    def __init__(self) -> None:
+        super().__init__(Path('/nonexistent/budget'), per_second=0)
+
+    async def acquire(self) -> None:
+        pass
+
+
+class Auth:
+    async def auth_headers(self) -> dict[str, str]:
+        return {'Authorization': 'Bearer token'}
+
+
+def answer(request: httpx.Request) -> httpx.Response:
+    """A transfer job for ``mv``, an empty listing for ``ls``."""
+    if request.url.path.endswith('/transfer/mv'):
+        job = {'jobId': 1, 'system': 'daint', 'logs': {'outputLog': OUTPUT_LOG, 'errorLog': ERROR_LOG}}
+        return httpx.Response(201, json={'transferJob': job})
+    return httpx.Response(200, json={'output': []})
+
+
+@pytest.fixture
+async def client() -> Any:
+    firecrest = FirecrestClient(
+        URL,
+        Auth(),
+        budget=Budget(),
+        timeout=5.0,
+        verify=False,
+        http_transport=httpx.MockTransport(answer),
+        rng=random.Random(1),
+    )
+    yield firecrest
+    await firecrest.close_session()
+
+
+async def test_transfer_job_logs_are_recorded(client: FirecrestClient) -> None:
+    with TransferJobLogs().installed() as logs:
+        await client.mv('daint', '/home/me/a', '/home/me/b', blocking=False)
+        await client.list_files('daint', '/home/me')
+    assert logs.paths == [OUTPUT_LOG, ERROR_LOG]
+
+
+async def test_transfer_job_logs_stop_recording_when_removed(client: FirecrestClient) -> None:
+    logs = TransferJobLogs()
+    with logs.installed():
+        pass
+    await client.mv('daint', '/home/me/a', '/home/me/b', blocking=False)
+    assert logs.paths == []

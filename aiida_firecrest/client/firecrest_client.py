@@ -23,6 +23,7 @@ The private parts of pyfirecrest it builds on are reached through
 from __future__ import annotations
 
 import asyncio
+import logging
 import posixpath
 import random
 import ssl
@@ -52,6 +53,10 @@ from .retry_policy import (
 __all__ = ('FirecrestClient', 'ssl_context')
 
 LOGGER = AIIDA_LOGGER.getChild('transport.FirecrestTransport.client')
+
+TRANSFER_JOBS_LOGGER = LOGGER.getChild('transfer_jobs')
+"""Says at DEBUG where each transfer job started writes its logs, which FirecREST leaves on the cluster: the record's
+``transfer_logs`` attribute holds their two paths (the demo removes them with what else it created)."""
 
 
 DEFAULT_RATE_LIMIT_RETRIES = 3
@@ -187,6 +192,7 @@ class FirecrestClient(PyfirecrestInternals):
                 self.authorization.invalidate(used)
                 continue
             if response.is_success:
+                _note_transfer_job(request, response)
                 return response
             message = message_of_response(response)
             if repeats and settles(operation, message) and await self._settled(operation, request):
@@ -308,6 +314,20 @@ class FirecrestClient(PyfirecrestInternals):
             return str(await self.view(job['system'], job['logs']['errorLog'])).strip()[-2000:]
         except Exception:  # the log is a courtesy: its absence must not hide the failure
             return ''
+
+
+def _note_transfer_job(request: ApiRequest, response: httpx.Response) -> None:
+    """Log the log files of the transfer job a successful answer started, if :data:`TRANSFER_JOBS_LOGGER` listens."""
+    if '/transfer/' not in request.endpoint or not TRANSFER_JOBS_LOGGER.isEnabledFor(logging.DEBUG):
+        return
+    try:
+        job = response.json()['transferJob']
+        paths = (str(job['logs']['outputLog']), str(job['logs']['errorLog']))
+    except (ValueError, KeyError, TypeError):  # not a transfer job's answer: nothing to note
+        return
+    TRANSFER_JOBS_LOGGER.debug(
+        'transfer job %s writes its logs to %s and %s', job.get('jobId'), *paths, extra={'transfer_logs': paths}
+    )
 
 
 def _success_answer(operation: Operation, request: httpx.Request) -> httpx.Response:

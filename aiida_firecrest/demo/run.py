@@ -28,6 +28,7 @@ from aiida import load_profile, orm
 from aiida.engine import run_get_node
 from aiida.manage.configuration import create_profile, get_config
 
+from ..client.firecrest_client import TRANSFER_JOBS_LOGGER
 from ..server import LocalFirecrest, ServerSettings
 from ..server.cli import write_private_json, write_private_text
 from .steps import Step, arithmetic_add, restart, staged_io
@@ -93,6 +94,42 @@ class ClientRequestLog(logging.Handler):
         level, propagate = logger.level, logger.propagate
         logger.addHandler(self)
         logger.setLevel(logging.INFO)
+        logger.propagate = False
+        try:
+            yield self
+        finally:
+            logger.removeHandler(self)
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+class TransferJobLogs(logging.Handler):
+    """The log files of the transfer jobs this process starts, which FirecREST leaves on the cluster (from the
+    records of :data:`~aiida_firecrest.client.firecrest_client.TRANSFER_JOBS_LOGGER`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self._paths: list[str] = []
+        self._lock_paths = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Record the log files of a transfer job."""
+        with self._lock_paths:
+            self._paths.extend(getattr(record, 'transfer_logs', ()))
+
+    @property
+    def paths(self) -> list[str]:
+        """The log files recorded so far."""
+        with self._lock_paths:
+            return list(self._paths)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[TransferJobLogs]:
+        """Record while the block runs: attach to the transfer-jobs logger at DEBUG, without passing its records on."""
+        logger = TRANSFER_JOBS_LOGGER
+        level, propagate = logger.level, logger.propagate
+        logger.addHandler(self)
+        logger.setLevel(logging.DEBUG)
         logger.propagate = False
         try:
             yield self
@@ -291,11 +328,12 @@ def run_demo_on(base: Path, config: dict[str, Any], staged_size: int, poll_inter
     requests = ClientRequestLog(config['url'], config['token_uri'], config['compute_resource'])
     code = prepare(base, {**config, 'workdir': workdir}, poll_interval)
     resolve_username(code.computer)
-    with requests.installed():
+    with requests.installed(), TransferJobLogs().installed() as transfer_logs:
         try:
             return run_calcjobs(requests, code, staged_size)
         finally:
             remove_remote_workdir(code.computer)
+            remove_remote_files(code.computer, transfer_logs.paths)
 
 
 def resolve_username(computer: orm.Computer) -> None:
@@ -306,6 +344,18 @@ def resolve_username(computer: orm.Computer) -> None:
     """
     with computer.get_transport() as transport:
         computer.set_workdir(computer.get_workdir().format(username=transport.whoami()))
+
+
+def remove_remote_files(computer: orm.Computer, paths: list[str]) -> None:
+    """Remove ``paths`` (the logs of the demo's transfer jobs) through the transport of ``computer``, those that
+    exist."""
+    if not paths:
+        return
+    with computer.get_transport() as transport:
+        existing = [path for path in paths if transport.path_exists(path)]
+        for path in existing:
+            transport.remove(path)
+    click.echo(f'Removed the {len(existing)} log files of the transfer jobs from the deployment')
 
 
 def remove_remote_workdir(computer: orm.Computer) -> None:
