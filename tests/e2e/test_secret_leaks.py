@@ -12,13 +12,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from aiida import orm
-from aiida.engine import run_get_node
+from aiida.engine import run_get_node, submit
 
 from aiida_firecrest.client.client_credentials import shared_auth
 from aiida_firecrest.demo.steps import arithmetic_add
@@ -134,3 +135,21 @@ def test_secret_given_to_the_migrate_command_is_refused_before_it_is_kept(
     assert refused.returncode == 2, refused.stderr
     assert 'env:VARNAME' in refused.stderr
     assert secret not in refused.stdout + refused.stderr + aiida_files_text()
+
+
+@pytest.mark.daemon
+def test_secret_appears_nowhere_after_a_calcjob_through_the_daemon(
+    broker_profile: Any, firecrest_code: Any, firecrest_config: dict[str, Any], started_daemon_client: Any
+) -> None:
+    """The daemon's workers open the transport and fetch tokens: nothing of the secret in the database or the AiiDA
+    folder (the daemon's log, its circus files) afterwards."""
+    secret = str(firecrest_config['client_secret'])
+    code = firecrest_code(firecrest_config)
+    step = arithmetic_add(code)
+    node = submit(step.builder())
+    deadline = time.monotonic() + 300
+    while not node.is_terminated and time.monotonic() < deadline:
+        time.sleep(0.5)
+    step.check(node)
+    assert Path(started_daemon_client.daemon_log_file).is_file()
+    assert secret not in database_text() + aiida_files_text()
