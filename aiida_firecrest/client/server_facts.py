@@ -38,13 +38,13 @@ class FactsCache:
 
     async def get(self, key: tuple[str, ...], fetch: Callable[[], Awaitable[T]]) -> T:
         """Return the value of ``key``, calling ``fetch`` if it is not cached yet."""
-        value = self.peek(key)
-        if value is not None:
-            return value
+        cached: T | None = self.peek(key)
+        if cached is not None:
+            return cached
         with self._guard:
             lock = self._locks.setdefault(key, LoopLocalLock())
         async with lock:
-            value = self.peek(key)
+            value: T | None = self.peek(key)
             if value is None:
                 value = await fetch()
                 with self._guard:

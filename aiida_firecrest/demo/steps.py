@@ -58,7 +58,7 @@ def staged_io(code: orm.InstalledCode, size: int) -> Step:
     digest = hashlib.sha256(content).hexdigest()
 
     def builder() -> ProcessBuilder:
-        builder: Any = ScriptCalculation.get_builder()
+        builder = ScriptCalculation.get_builder()
         builder.code = code
         builder.script = orm.Str(f'cp {STAGED_FILE_NAME} {STAGED_OUTPUT_NAME}\nsha256sum {STAGED_OUTPUT_NAME}\n')
         builder.files = {'big': orm.SinglefileData(io.BytesIO(content), filename=STAGED_FILE_NAME)}
@@ -80,7 +80,7 @@ def restart(code: orm.InstalledCode, parent: Callable[[], orm.ProcessNode]) -> S
     """A restart that copies and links files of ``parent()``'s remote folder and stashes its outputs."""
 
     def builder() -> ProcessBuilder:
-        builder: Any = ScriptCalculation.get_builder()
+        builder = ScriptCalculation.get_builder()
         builder.code = code
         builder.parent_folder = parent().outputs.remote_folder
         builder.remote_copy = orm.List([STAGED_OUTPUT_NAME])
@@ -92,7 +92,7 @@ def restart(code: orm.InstalledCode, parent: Callable[[], orm.ProcessNode]) -> S
         builder.retrieve = orm.List(['restart.out'])
         computer = code.computer
         assert computer is not None
-        builder.metadata.options.stash = {
+        builder['metadata']['options']['stash'] = {
             'source_list': ['restart.out', STAGED_OUTPUT_NAME],
             'target_base': f'{computer.get_workdir()}/stash',
             'stash_mode': 'copy',
@@ -124,7 +124,7 @@ def large_output(code: orm.InstalledCode, size: int) -> Step:
     """A CalcJob whose output of ``size`` bytes, made on the cluster, is retrieved byte for byte."""
 
     def builder() -> ProcessBuilder:
-        builder: Any = ScriptCalculation.get_builder()
+        builder = ScriptCalculation.get_builder()
         builder.code = code
         builder.script = orm.Str(f'head -c {size} /dev/urandom > {LARGE_OUTPUT_NAME}\nsha256sum {LARGE_OUTPUT_NAME}\n')
         builder.retrieve = orm.List([LARGE_OUTPUT_NAME])
@@ -146,7 +146,7 @@ def empty_files(code: orm.InstalledCode) -> Step:
     """A CalcJob that uploads an empty file and retrieves an empty output."""
 
     def builder() -> ProcessBuilder:
-        builder: Any = ScriptCalculation.get_builder()
+        builder = ScriptCalculation.get_builder()
         builder.code = code
         builder.script = orm.Str(
             f'test -f {EMPTY_INPUT_NAME} && test ! -s {EMPTY_INPUT_NAME} && echo empty input\n: > {EMPTY_OUTPUT_NAME}\n'
@@ -171,7 +171,7 @@ def awkward_names(code: orm.InstalledCode) -> Step:
     ``copy of <name>``, and retrieves the copies; each file holds its own name."""
 
     def builder() -> ProcessBuilder:
-        builder: Any = ScriptCalculation.get_builder()
+        builder = ScriptCalculation.get_builder()
         builder.code = code
         builder.script = orm.Str(
             'set -e\n'

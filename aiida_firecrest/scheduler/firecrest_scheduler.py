@@ -171,7 +171,7 @@ class FirecrestScheduler(Scheduler):
         script = posixpath.join(working_directory, filename)
         key = (str(transport.url), transport.compute_resource, posixpath.normpath(working_directory))
         try:
-            job_id = self._run(
+            job_id: str = self._run(
                 f'submit {script}',
                 submit_once,
                 transport.client,

@@ -84,7 +84,7 @@ async def authenticated_user(
     """The FastAPI dependency of every API route: the user of the request's bearer token."""
     if credentials is None:
         raise ApiError(401, 'Not authenticated', headers={'WWW-Authenticate': 'Bearer'})
-    user = request.app.state.token_authority.verify(credentials.credentials)
+    user: str = request.app.state.token_authority.verify(credentials.credentials)
     request.state.user = user
     return user
 

@@ -92,7 +92,7 @@ def listed_by_the_real_server(job: dict[str, Any], realism: RealismSettings, now
     ``realism.unlisted_unstarted_jobs``, when it ended without ever starting: without a batch step (Slurm reports
     such a job with a start time equal to its end).
     """
-    end = job['time']['end']
+    end: float | None = job['time']['end']
     if end is None or job['status']['state'] in LIVE_STATES:
         return True
     if realism.unlisted_unstarted_jobs and not job['tasks']:

@@ -49,7 +49,8 @@ class LocalFirecrest:
     @property
     def request_log(self) -> RequestLog:
         """The log of the requests the server answered."""
-        return self.app.state.request_log
+        log: RequestLog = self.app.state.request_log
+        return log
 
     @property
     def faults(self) -> FaultSettings:

@@ -242,7 +242,8 @@ class FirecrestBackend:
         """
         check_commands_carry('stat', path)
         with translate_errors(path):
-            return await self.client.stat(self.system, path, dereference=dereference)
+            attributes: dict[str, Any] = await self.client.stat(self.system, path, dereference=dereference)
+            return attributes
 
     async def stat_or_none(self, path: str, *, dereference: bool = True) -> dict[str, Any] | None:
         """The ``stat`` of ``path``, None if it does not exist."""
@@ -287,7 +288,7 @@ class FirecrestBackend:
         """
         check_commands_carry('list', path)
         with translate_errors(path):
-            entries = await self.client.list_files(
+            entries: list[dict[str, Any]] = await self.client.list_files(
                 self.system, path, show_hidden=True, recursive=recursive, numeric_uid=True, dereference=dereference
             )
         for entry in entries:

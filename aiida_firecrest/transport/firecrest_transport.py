@@ -110,7 +110,8 @@ class FirecrestTransport(ClusterFiles):
         :raises FirecrestConfigurationError: if a required option is missing or an option has an invalid value.
         """
         check_not_legacy(kwargs)  # a computer configured by aiida-firecrest 1.0.0: name the command that migrates it
-        super().__init__(*args, **kwargs)
+        base_init: Callable[..., None] = super().__init__  # aiida-core's is unannotated
+        base_init(*args, **kwargs)
         url = self._option(kwargs, 'url').rstrip('/')
         token_uri = self._option(kwargs, 'token_uri')
         client_id = self._option(kwargs, 'client_id')
@@ -195,10 +196,29 @@ class FirecrestTransport(ClusterFiles):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return super().run_command_blocking(func, *args, **kwargs)
+            blocking: Callable[..., _T] = super().run_command_blocking  # aiida-core's is unannotated
+            return blocking(func, *args, **kwargs)
         return run_until_complete(loop, func(*args, **kwargs))
 
     # --- open and close ----------------------------------------------------------------------------------------
+
+    if not hasattr(AsyncTransport, '__aenter__'):  # aiida-core 2.7: ``async with transport`` came in 2.8
+
+        async def __aenter__(self) -> FirecrestTransport:
+            """Open the transport unless it is open (nested blocks open it once), as ``with`` does."""
+            if self._enters == 0:
+                if self.is_open:
+                    self._enters += 1  # opened outside: the last exit leaves it open
+                else:
+                    await self.open_async()
+            self._enters += 1
+            return self
+
+        async def __aexit__(self, *exc_info: object) -> None:
+            """Close the transport when the outermost block that opened it ends."""
+            self._enters -= 1
+            if self._enters == 0:
+                await self.close_async()
 
     async def open_async(self) -> FirecrestTransport:
         """Open the transport: read the client secret and prepare the HTTP client; no request to any server.

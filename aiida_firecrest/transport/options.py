@@ -280,18 +280,22 @@ AUTH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
 ]
 """The options of ``verdi computer configure firecrest``: ``(name, click specification)`` pairs."""
 
-COMMON_AUTH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
-    (
-        name,
-        {
+
+def _common_option(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The specification of one of AiiDA's options of every transport, as this transport offers it."""
+    if name == 'use_login_shell':
+        return {
             **spec,
             'prompt_fn': _never_asked,
             'help': 'Means nothing for FirecREST, which runs no shell for AiiDA: not asked, accepted because AiiDA '
             'gives it to every transport.',
         }
-        if name == 'use_login_shell'
-        else spec,
-    )
-    for name, spec in Transport._common_auth_options
+    # aiida-core 2.7 gives safe_interval no default without a prompt; from 2.8 on, its suggestion is that default
+    return {'non_interactive_default': True, **spec}
+
+
+COMMON_AUTH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    (name, _common_option(name, spec)) for name, spec in Transport._common_auth_options
 ]
-"""AiiDA's options of every transport (``use_login_shell``, ``safe_interval``), with ``use_login_shell`` not asked."""
+"""AiiDA's options of every transport (``use_login_shell``, ``safe_interval``), with ``use_login_shell`` not asked and
+each taking its default without a prompt."""
