@@ -7,7 +7,6 @@ records, and the ``str`` and ``repr`` of the transport, its client and its crede
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ from aiida.engine import run_get_node, submit
 from aiida_firecrest.client.client_credentials import shared_auth
 from aiida_firecrest.demo.steps import arithmetic_add
 from aiida_firecrest.server.cli import write_private_text
-from tests.transport.test_secrets import aiida_files_text, database_text
+from tests.transport.test_secrets import aiida_files_text, capture_every_record, database_text
 
 SECRET_VARIABLE = 'AIIDA_FIRECREST_LEAK_TEST_SECRET'
 CONNECTION = ('url', 'token_uri', 'client_id', 'compute_resource', 'temp_directory')
@@ -53,6 +52,11 @@ def run_command(
         timeout=300,
         check=False,
     )
+
+
+def plugin_records(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The names of the loggers of the plugin that recorded something (to show that the capture saw them)."""
+    return sorted({record.name for record in caplog.records if record.name.startswith('aiida.transport.Firecrest')})
 
 
 def test_secret_appears_nowhere_after_the_documented_commands_and_a_calcjob(
@@ -95,7 +99,7 @@ def test_secret_appears_nowhere_after_the_documented_commands_and_a_calcjob(
     assert 'Client secret' in accepted[0].stdout, 'the secret was typed at the prompt'
 
     monkeypatch.setenv(SECRET_VARIABLE, secret)
-    caplog.set_level(logging.DEBUG)
+    capture_every_record(caplog, monkeypatch)
     code = orm.InstalledCode(label='bash', computer=computer, filepath_executable='/bin/bash').store()
     step = arithmetic_add(code)
     _, node = run_get_node(step.builder())
@@ -109,6 +113,7 @@ def test_secret_appears_nowhere_after_the_documented_commands_and_a_calcjob(
             shared_auth(firecrest_config['token_uri'], firecrest_config['client_id']),
         ]
 
+    assert plugin_records(caplog), 'the plugin logged and the capture saw it'
     pid_files = list(Path(aiida_config.dirpath).rglob('access/*/*.pid'))
     assert sum('configure' in path.read_text() for path in pid_files) >= 3, 'the commands left their pid files'
     seen = {

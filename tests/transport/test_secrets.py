@@ -22,6 +22,17 @@ def _configure(label: str, arguments: list[str]) -> Any:
     return CliRunner().invoke(computer_configure, ['firecrest', label, '--non-interactive', *arguments])
 
 
+def capture_every_record(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Capture every log record at DEBUG, AiiDA's too: once a profile is loaded, AiiDA's logger (where the plugin
+    logs) does not propagate to the root logger that ``caplog`` listens to."""
+    from aiida.common.log import AIIDA_LOGGER
+
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger=AIIDA_LOGGER.name)
+    if caplog.handler not in AIIDA_LOGGER.handlers:
+        monkeypatch.setattr(AIIDA_LOGGER, 'handlers', [*AIIDA_LOGGER.handlers, caplog.handler])
+
+
 def _options(config: dict[str, Any], secret: str) -> dict[str, Any]:
     keys = ('url', 'token_uri', 'client_id', 'compute_resource', 'temp_directory')
     return {**{key: config[key] for key in keys}, 'client_secret': secret}
@@ -55,10 +66,11 @@ def test_secret_appears_nowhere(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The secret on the command line (refused), in a ``--config`` file (stored in a private file; with a leading
     ``/`` refused as a missing file), refused by the checks, and used to open a transport and fetch a token."""
-    caplog.set_level(logging.DEBUG)
+    capture_every_record(caplog, monkeypatch)
     secret = prefix + str(firecrest_config['client_secret'])
     label = f'secrets-{"slash" if prefix else "plain"}'
     computer = aiida_computer(label=label, transport_type='firecrest', scheduler_type='core.direct')
