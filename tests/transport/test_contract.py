@@ -17,6 +17,7 @@ import os
 import stat
 import tarfile
 from collections.abc import Callable, Iterator
+from importlib.metadata import version
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -24,6 +25,7 @@ import pytest
 from aiida.transports.plugins.local import LocalTransport
 from aiida.transports.transport import Transport
 from aiida.transports.util import FileAttribute
+from packaging.version import Version
 
 from aiida_firecrest.client.exceptions import UnsupportedPathError
 from tests.remote_files import DiskFiles, Location, RemoteFiles
@@ -100,6 +102,17 @@ ARCHIVE_FORMATS = [
 ]
 """The formats of ``compress`` (aiida-core's docstring says ``tar.bz``; both implementations accept ``tar.bz2``), and
 the :mod:`tarfile` mode that reads each."""
+
+
+LOCAL_ARCHIVES_27 = Version(version('aiida-core')) < Version('2.8')
+"""aiida-core 2.7's LocalTransport ignores ``strip_components`` and does not create the parent of a new archive."""
+
+
+def xfail_local_archives_27(transport_kind: str, request: pytest.FixtureRequest) -> None:
+    """Mark the reference's half of an archive test as failing on aiida-core 2.7 (see :data:`LOCAL_ARCHIVES_27`)."""
+    if transport_kind == 'core.local' and LOCAL_ARCHIVES_27:
+        reason = 'aiida-core 2.7 LocalTransport ignores strip_components and makes no parent of a new archive'
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
 
 
 # --- fixtures ---------------------------------------------------------------------------------------------------------
@@ -1064,8 +1077,16 @@ def test_compress_dereference(transport: Transport, remote: Location, dereferenc
         ),
     ],
 )
-def test_compress_selected_sources(transport: Transport, remote: Location, sources: list[str], expected: dict) -> None:
+def test_compress_selected_sources(
+    transport: Transport,
+    remote: Location,
+    sources: list[str],
+    expected: dict,
+    transport_kind: str,
+    request: pytest.FixtureRequest,
+) -> None:
     """Only the selected sources are archived, named relative to ``root_dir``: ``strip_components=1`` drops ``data``."""
+    xfail_local_archives_27(transport_kind, request)
     tree: dict[str, Entry] = {'a.txt': 'a', 'c.txt': 'c', 'b.dat': 'b', 'sub/b.txt': 'b', 'sub/empty': DIR}
     (remote / 'data').build({**tree, 'sub/link': Link('b.txt')})
     archive = remote / 'archive.tar.gz'
@@ -1074,7 +1095,10 @@ def test_compress_selected_sources(transport: Transport, remote: Location, sourc
     assert (remote / 'out').snapshot() == expected
 
 
-def test_compress_creates_missing_parent_of_destination(transport: Transport, remote: Location) -> None:
+def test_compress_creates_missing_parent_of_destination(
+    transport: Transport, remote: Location, transport_kind: str, request: pytest.FixtureRequest
+) -> None:
+    xfail_local_archives_27(transport_kind, request)
     (remote / 'data').build({'a.txt': 'a'})
     archive = remote / 'new' / 'dir' / 'archive.tar'
     transport.compress('tar', str(remote / 'data'), str(archive), str(remote))
@@ -1111,7 +1135,10 @@ def test_compress_error(
     assert remote.snapshot() == {'data': DIR, 'data/a.txt': 'a', 'existing.tar': 'not an archive'}
 
 
-def test_extract_strip_components(transport: Transport, remote: Location) -> None:
+def test_extract_strip_components(
+    transport: Transport, remote: Location, transport_kind: str, request: pytest.FixtureRequest
+) -> None:
+    xfail_local_archives_27(transport_kind, request)
     (remote / 'data').build(ARCHIVED)
     transport.compress('tar.gz', str(remote / 'data'), str(remote / 'archive.tar.gz'), str(remote))
     transport.extract(str(remote / 'archive.tar.gz'), str(remote / 'out'), strip_components=1)
