@@ -162,7 +162,7 @@ def main(
     broken = result.violations(expect_all_ok=expect_all_ok)
     budget = {'requests_per_second': requests_per_second, 'requests_per_minute': requests_per_minute}
     parameters = {'workers': workers, 'scheduler': scheduler, 'token_lifetime': token_lifetime, 'budget': budget}
-    output.write_text(json.dumps({**parameters, **result.as_json()}, indent=1) + '\n')
+    output.write_text(json.dumps({**parameters, **result.as_json(), 'violations': broken}, indent=1) + '\n')
     click.echo(f'\n{markdown(result.rows())}\n\nWritten to {output} ({time.monotonic() - start:.0f} s).')
     for report in result.reports[:5]:
         click.echo(f'\n{report}', err=True)
