@@ -152,13 +152,20 @@ class FirecrestClient(PyfirecrestInternals):
         return str(url).startswith(f'{self.api_url}/')
 
     async def _before_request(self, request: httpx.Request) -> None:
-        """The request hook: give unset timeouts a value and wait for the budget (API requests only)."""
+        """The request hook: give unset timeouts a value; for API requests, wait for the budget, then set the token.
+
+        pyfirecrest puts the token in the headers when it builds the request, before the budget's wait: with many
+        CalcJobs sharing the budget the wait can outlast a short-lived token (CSCS's last 5 minutes), which then
+        reaches the server expired or about to ("Access token expires too soon"), at every repeat too. So the token
+        is taken again once the request may leave.
+        """
         timeout = request.extensions.get('timeout')
         if not timeout or all(value is None for value in timeout.values()):
             # pyfirecrest passes ``timeout=None`` for S3 part uploads: never wait forever
             request.extensions['timeout'] = self._http_timeout.as_dict()
         if self.is_api_url(request.url):
             await self._budget.acquire()
+            request.headers.update(await self.authorization.auth_headers())
 
     async def _after_response(self, response: httpx.Response) -> None:
         """The response hook: after a 429, hold back all requests of this identity for ``Retry-After``."""

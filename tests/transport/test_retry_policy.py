@@ -183,6 +183,53 @@ async def test_get_repeated_after_a_transient_failure(failure: httpx.Response | 
     await client.close_session()
 
 
+class RotatingAuth:
+    """Hands out a new token at every call, as an authority whose tokens expired in the meantime would."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def auth_headers(self) -> dict[str, str]:
+        self.calls += 1
+        return {'Authorization': f'Bearer token-{self.calls}'}
+
+
+class SlowBudget(Budget):
+    """A budget whose wait lets the authority's token change (as a long wait lets a short-lived token expire)."""
+
+    def __init__(self, auth: RotatingAuth) -> None:
+        super().__init__()
+        self.auth = auth
+
+    async def acquire(self) -> None:
+        await super().acquire()
+        await self.auth.auth_headers()
+
+
+async def test_token_is_taken_after_the_budget_wait() -> None:
+    """The token a request carries is the one current when the budget lets it leave, not when it was built."""
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers['Authorization'])
+        return STAT
+
+    auth = RotatingAuth()
+    client = FirecrestClient(
+        URL,
+        auth,
+        budget=SlowBudget(auth),
+        timeout=5.0,
+        verify=False,
+        http_transport=httpx.MockTransport(handler),
+        backoff=FAST,
+        rng=random.Random(1),
+    )
+    await client.stat('c', '/f')
+    await client.close_session()
+    assert sent == [f'Bearer token-{auth.calls}']
+
+
 async def test_repeats_are_bounded() -> None:
     handler, seen = scripted(answer(503, 'Service unavailable'))
     client = make_client(handler)
