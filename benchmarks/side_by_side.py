@@ -158,8 +158,11 @@ class Requests:
         return self.api - self.rate_limited
 
     def busiest(self, seconds: float) -> int:
-        """The most API requests sent in any window of ``seconds`` (those answered 429 included)."""
-        times = sorted(record['time'] for record in self.records if not record['path'].startswith('/auth/'))
+        """The most API requests that reached the server in any window of ``seconds`` (those answered 429 included):
+        a record's time is when it was written, after the answer, so its arrival is that time less its duration."""
+        times = sorted(
+            record['time'] - record['duration'] for record in self.records if not record['path'].startswith('/auth/')
+        )
         most, first = 0, 0
         for last, moment in enumerate(times):
             while moment - times[first] >= seconds:
@@ -866,7 +869,9 @@ def daemon_rows(runs: dict[str, dict[str, Any]], columns: list[str], rate_limit:
         row('  requests (of which token)', lambda run: f'{run["requests"]["total"]} ({run["requests"]["tokens"]})'),
         row('  requests per CalcJob', lambda run: f'{run["requests"]["total"] / run["calcjobs"]:.1f}'),
         row('  answered 429', lambda run: str(run['requests']['http_429'])),
-        row('  most API requests sent in any 60 s / 1 s', lambda run: f'{run["busiest_60s"]} / {run["busiest_1s"]}'),
+        row(
+            '  most API requests arriving in any 60 s / 1 s', lambda run: f'{run["busiest_60s"]} / {run["busiest_1s"]}'
+        ),
         row(f'  floor: accepted API requests at {BUDGET_PER_MINUTE}/min', lambda run: f'{run["floor_seconds"]:.0f} s'),
         row('  wall time / floor', lambda run: f'{run["seconds"] / run["floor_seconds"]:.2f}'),
     ]
