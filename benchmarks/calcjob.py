@@ -21,7 +21,8 @@ from typing import Any
 
 import click
 
-POLL = 'GET /compute/{system_name}/jobs'
+POLLS = ('GET /compute/{system_name}/jobs', 'GET /compute/{system_name}/jobs/{job_id}')
+"""A poll of the jobs: the list (several CalcJobs running), or one job (a single CalcJob)."""
 
 
 @click.command()
@@ -70,7 +71,8 @@ def main(calcjobs: int, scheduler: str, breakdown: bool, safe_intervals: tuple[f
                     step.check(node)
                     seconds.append(time.monotonic() - start)
                     counts = server.request_log.counts(mark)
-                    click.echo(f'{index + 1:>7} {sum(counts.values()):>8} {counts[POLL]:>5} {seconds[-1]:>8.1f}')
+                    polls = sum(counts[poll] for poll in POLLS)
+                    click.echo(f'{index + 1:>7} {sum(counts.values()):>8} {polls:>5} {seconds[-1]:>8.1f}')
                     if breakdown:
                         for endpoint, count in sorted(counts.items()):
                             click.echo(f'{"":>7} {count:>8} {endpoint}')

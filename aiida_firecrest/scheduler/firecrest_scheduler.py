@@ -204,6 +204,10 @@ class FirecrestScheduler(Scheduler):
     ) -> list[JobInfo] | dict[str, JobInfo]:
         """Return the user's jobs, or those of ``jobs`` that FirecREST still reports, with ONE request.
 
+        Asked about one job (the engine's poll while one CalcJob of the computer runs), FirecREST is asked about that
+        job alone: the same one request, answered by Slurm for that job only, and reporting the job as soon as it ends,
+        where the jobs list leaves it out for a few seconds. Asked about several, or all, the jobs list answers.
+
         A job of ``jobs`` missing from the answer is left out (AiiDA takes it as done), unless this process knows it
         unfinished and it has been missing for less than
         :data:`~aiida_firecrest.scheduler.job_records.MISSING_GRACE_SECONDS` (FirecREST leaves out a job just submitted,
@@ -211,7 +215,7 @@ class FirecrestScheduler(Scheduler):
         AiiDA polls again and learns the end from the list, with the job's final record. A finished job is remembered
         for :meth:`get_detailed_job_info`.
 
-        :calls: ``GET /compute/{system}/jobs``
+        :calls: ``GET /compute/{system}/jobs/{jobid}`` for one job, else ``GET /compute/{system}/jobs``
         :param jobs: the ids of the jobs to report; all of the user's jobs if None.
         :param user: only the jobs of this user (FirecREST only reports the jobs of the token's user; ``'$USER'``
             means that one).
@@ -223,7 +227,10 @@ class FirecrestScheduler(Scheduler):
         if jobs is not None:
             wanted = [str(jobs)] if isinstance(jobs, (str, int)) else [str(job_id) for job_id in jobs]
 
-        answer = self._run('list the jobs', transport.client.job_info, transport.compute_resource)
+        if wanted is not None and len(wanted) == 1:
+            answer = self._job_by_id(wanted[0])
+        else:
+            answer = self._run('list the jobs', transport.client.job_info, transport.compute_resource)
         found: dict[str, JobInfo] = {}
         for job in answer or []:
             try:
@@ -248,6 +255,20 @@ class FirecrestScheduler(Scheduler):
         if as_dict:
             return found
         return list(found.values())
+
+    def _job_by_id(self, job_id: str) -> list[dict[str, t.Any]]:
+        """Return FirecREST's answer about one job: a list of it, or an empty one if FirecREST does not know it.
+
+        :raises SchedulerError: if FirecREST cannot be reached or fails otherwise.
+        """
+        transport = self._firecrest
+        try:
+            answer = self._run(f'get job {job_id}', transport.client.job_info, transport.compute_resource, jobid=job_id)
+        except SchedulerError as exc:
+            if _status_code(exc) != 404:
+                raise
+            return []
+        return list(answer or [])
 
     def kill_job(self, jobid: str) -> bool:
         """Cancel a job.

@@ -177,10 +177,28 @@ def test_get_jobs_skips_malformed_jobs(transport: FakeTransport) -> None:
     assert len(make_scheduler(transport).get_jobs()) == 24
 
 
-def test_get_jobs_error(transport: FakeTransport) -> None:
+@pytest.mark.parametrize(
+    ('jobs', 'message'), [(['1'], 'could not get job 1'), (['1', '2'], 'could not list the jobs')], ids=['one', 'two']
+)
+def test_get_jobs_error(transport: FakeTransport, jobs: list[str], message: str) -> None:
     transport.client.fail = httpx.ReadTimeout('slow')
-    with pytest.raises(SchedulerError, match='could not list the jobs'):
-        make_scheduler(transport).get_jobs(jobs=['1'])
+    with pytest.raises(SchedulerError, match=message):
+        make_scheduler(transport).get_jobs(jobs=jobs)
+
+
+def test_one_job_is_asked_by_id(transport: FakeTransport) -> None:
+    """The engine's poll of one CalcJob asks FirecREST about that job: one request, which reports the job as soon as
+    it ends (the jobs list leaves it out for a few seconds)."""
+    job_id = str(transport.client.jobs[0]['jobId'])
+    info = make_scheduler(transport).get_jobs(jobs=[job_id], as_dict=True)[job_id]
+    assert info.job_id == job_id
+    assert [(name, kwargs) for name, _, kwargs in transport.client.calls] == [('job_info', {'jobid': job_id})]
+
+
+def test_several_jobs_are_asked_in_one_list(transport: FakeTransport) -> None:
+    ids = [str(job['jobId']) for job in transport.client.jobs[:3]]
+    assert set(make_scheduler(transport).get_jobs(jobs=ids, as_dict=True)) == set(ids)
+    assert [(name, kwargs) for name, _, kwargs in transport.client.calls] == [('job_info', {'jobid': None})]
 
 
 def test_just_submitted_job_not_listed_yet(transport: FakeTransport) -> None:

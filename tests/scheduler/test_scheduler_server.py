@@ -99,6 +99,10 @@ def submit(scheduler: FirecrestScheduler, workdir: RemotePath, body: str, name: 
     return job_id
 
 
+UNKNOWN_JOB_ID = '999999999'
+"""A job id FirecREST does not know: polled beside a job, it makes the poll one of several jobs."""
+
+
 def poll(scheduler: FirecrestScheduler, job_id: str) -> JobInfo | None:
     return scheduler.get_jobs(jobs=[job_id], as_dict=True).get(job_id)
 
@@ -336,8 +340,9 @@ def test_job_in_the_jobs_list_gap(
     monkeypatch: pytest.MonkeyPatch,
     listed: JobState,
 ) -> None:
-    """FirecREST's jobs list leaves out a job that has just ended, which the job itself reports ended: the scheduler
-    reports it as last listed (queued if never listed), not as done, until the list reports it ended."""
+    """FirecREST's jobs list leaves out a job that has just ended, which the job itself reports ended: polled with
+    other jobs (through the list), the scheduler reports it as last listed (queued if never listed), not as done, until
+    the list reports it ended. Polled alone (by its id), it is reported done at once."""
     realism = scheduler_server.settings.realism
     monkeypatch.setattr(scheduler_server.settings, 'realism', dataclasses.replace(realism, jobs_list_gap=3600.0))
     system = scheduler_server.settings.system_name
@@ -350,12 +355,17 @@ def test_job_in_the_jobs_list_gap(
         time.sleep(POLL_INTERVAL)
     assert job_id not in {str(job['jobId']) for job in raw_client.job_info(system)}
 
-    info = poll(firecrest_scheduler, job_id)
+    with_others = [job_id, UNKNOWN_JOB_ID]
+    info = firecrest_scheduler.get_jobs(jobs=with_others, as_dict=True).get(job_id)
     assert info is not None
     assert info.job_state is listed
 
-    monkeypatch.setattr(scheduler_server.settings, 'realism', dataclasses.replace(realism, jobs_list_gap=0.0))
     info = poll(firecrest_scheduler, job_id)
+    assert info is not None
+    assert info.job_state is JobState.DONE
+
+    monkeypatch.setattr(scheduler_server.settings, 'realism', dataclasses.replace(realism, jobs_list_gap=0.0))
+    info = firecrest_scheduler.get_jobs(jobs=with_others, as_dict=True).get(job_id)
     assert info is not None
     assert info.job_state is JobState.DONE
     assert info.exit_status == 0
