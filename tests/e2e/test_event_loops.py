@@ -15,23 +15,24 @@ from aiida_firecrest.demo.steps import arithmetic_add
 
 
 @pytest.fixture
-def global_runner_on_another_loop() -> Iterator[None]:
-    """Give AiiDA's global runner an event loop of its own, not the thread's current loop."""
-    manager = get_manager()
-    current = asyncio.get_event_loop()
+def another_current_loop() -> Iterator[None]:
+    """Make a new event loop the thread's current one, after AiiDA's global runner was made on the previous one.
+
+    The global runner is left as it is (replacing it would close its loop, which may be pytest-asyncio's).
+    """
+    get_manager().get_runner()
+    previous = asyncio.get_event_loop()
     other = asyncio.new_event_loop()
     asyncio.set_event_loop(other)
-    manager.set_runner(manager.create_runner())
-    asyncio.set_event_loop(current)
     try:
         yield
     finally:
-        manager.set_runner(manager.create_runner())
+        asyncio.set_event_loop(previous)
         other.close()
 
 
 def test_calcjob_while_the_global_runner_has_another_loop(
-    global_runner_on_another_loop: None,
+    another_current_loop: None,
     server_config: dict[str, Any],
     firecrest_code: Callable[[dict[str, Any]], orm.InstalledCode],
 ) -> None:
