@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import logging
 import os
 import tempfile
 import time
@@ -38,6 +37,7 @@ from typing import IO, Any, TypeVar
 from xml.etree import ElementTree
 
 import httpx
+from aiida.common.log import AIIDA_LOGGER
 from firecrest.FirecrestException import MultipartUploadException
 
 from ..client.exceptions import ChecksumMismatchError, TransferFailedError, translate_errors
@@ -48,9 +48,7 @@ from .local_archives import sha256_of
 
 __all__ = ('PROGRESS_INTERVAL', 'Progress', 'staged_download', 'staged_upload')
 
-LOGGER = logging.getLogger(__name__)
-
-PROGRESS_LOGGER = logging.getLogger('aiida.transport.FirecrestTransport')
+LOGGER = AIIDA_LOGGER.getChild('transport.FirecrestTransport')
 """The logger of the ``firecrest`` transport (AiiDA's ``Transport.logger``): the daemon log shows its records."""
 
 PROGRESS_INTERVAL = 5.0
@@ -113,7 +111,7 @@ class Progress:
 
     def _log(self, now: float, state: str) -> None:
         elapsed = max(now - self._start, 1e-9)
-        PROGRESS_LOGGER.info(
+        LOGGER.info(
             f'{self.action}: {state}{self.done / 1e6:.1f} of {self.total / 1e6:.1f} MB in {elapsed:.1f} s '
             f'({self.done / 1e6 / elapsed:.1f} MB/s)'
         )

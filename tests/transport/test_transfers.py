@@ -23,7 +23,7 @@ from aiida_firecrest.client.exceptions import ChecksumMismatchError, FirecrestAp
 from aiida_firecrest.client.server_facts import FACTS
 from aiida_firecrest.transport.backend import usable_direct_download
 from aiida_firecrest.transport.local_archives import safe_extract
-from aiida_firecrest.transport.staged_transfers import PROGRESS_LOGGER, Progress
+from aiida_firecrest.transport.staged_transfers import LOGGER, Progress
 from tests.conftest import make_sync_client
 from tests.remote_files import RemoteFiles, RemotePath
 from tests.transport.conftest import settle
@@ -493,7 +493,7 @@ def test_progress_is_logged_at_most_once_an_interval(
 ) -> None:
     clock = FakeClock()
     progress = Progress('staged download of /f', total=4 * MiB, interval=5.0, clock=clock)
-    with caplog.at_level(logging.INFO, logger=PROGRESS_LOGGER.name):
+    with caplog.at_level(logging.INFO, logger=LOGGER.name):
         for step in steps:
             clock.now += step
             progress.advance(MiB)
@@ -522,7 +522,7 @@ async def test_staged_transfer_reports_its_progress_on_the_transport_logger(
     random_file(tmp_path / 'f.bin', size)
     Path(remote / 'f.bin').write_bytes((tmp_path / 'f.bin').read_bytes())
     async with firecrest_transport() as transport:
-        with caplog.at_level(logging.INFO, logger=PROGRESS_LOGGER.name):
+        with caplog.at_level(logging.INFO, logger=LOGGER.name):
             if direction == 'put':
                 await transport.putfile_async(tmp_path / 'f.bin', remote / 'copy.bin')
             else:
