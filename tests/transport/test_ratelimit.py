@@ -143,7 +143,14 @@ def test_loop_local_lock_serves_several_loops() -> None:
     async def many(base: int) -> None:
         await asyncio.gather(*(use(base + index) for index in range(5)))
 
-    threads = [threading.Thread(target=asyncio.run, args=(many(base),)) for base in (0, 100)]
+    def in_a_loop_of_its_own(base: int) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(many(base))
+        finally:
+            loop.close()
+
+    threads = [threading.Thread(target=in_a_loop_of_its_own, args=(base,)) for base in (0, 100)]
     for thread in threads:
         thread.start()
     for thread in threads:
