@@ -412,9 +412,9 @@ def worker_code(computer: str, poll_interval: float) -> None:
 
 def calcjob_builder(computer: str, x: int, y: int) -> Any:
     from aiida import orm
-    from aiida.plugins import CalculationFactory
+    from aiida.calculations.arithmetic.add import ArithmeticAddCalculation
 
-    builder = CalculationFactory('core.arithmetic.add').get_builder()
+    builder = ArithmeticAddCalculation.get_builder()
     builder.code = orm.load_code(f'{CALCJOB_CODE}@{computer}')
     builder.x, builder.y = orm.Int(x), orm.Int(y)
     return builder
@@ -437,7 +437,9 @@ def worker_session(computer: str) -> None:
     from aiida.engine import run_get_node
 
     load_profile()
-    authinfo = orm.load_computer(computer).get_authinfo(orm.User.collection.get_default())
+    user = orm.User.collection.get_default()
+    assert user is not None, 'the profile has no default user'
+    authinfo = orm.load_computer(computer).get_authinfo(user)
     with authinfo.get_transport() as transport:
         reply({'ready': True})
         for line in sys.stdin:
@@ -1070,8 +1072,12 @@ def main(
     if ctx.invoked_subcommand is not None:
         return
     sizes = SMALL if small else FULL
-    overrides = {'calcjobs': calcjobs, 'workers': workers, 'repeats': repeats}
-    sizes = dataclasses.replace(sizes, **{name: value for name, value in overrides.items() if value is not None})
+    sizes = dataclasses.replace(
+        sizes,
+        calcjobs=sizes.calcjobs if calcjobs is None else calcjobs,
+        workers=sizes.workers if workers is None else workers,
+        repeats=sizes.repeats if repeats is None else repeats,
+    )
     if scheduler == 'auto':
         scheduler = 'slurm' if slurm_is_running() else 'local'
     release_python = ensure_release_venv((venv or default_venv()).absolute())

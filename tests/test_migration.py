@@ -48,6 +48,13 @@ def write_legacy_secret(path: Path, secret: str = 'a-client-secret') -> Path:
     return path
 
 
+def default_user() -> orm.User:
+    """The default user of the loaded profile."""
+    user = orm.User.collection.get_default()
+    assert user is not None, 'the profile has no default user'
+    return user
+
+
 @pytest.fixture
 def legacy_computer(aiida_computer: Callable[..., orm.Computer]) -> Callable[[dict[str, Any]], orm.Computer]:
     """A factory: a ``firecrest`` computer whose AuthInfo holds ``params`` as 1.0.0 stored them.
@@ -63,7 +70,7 @@ def legacy_computer(aiida_computer: Callable[..., orm.Computer]) -> Callable[[di
             scheduler_type='firecrest',
             transport_type='firecrest',
         )
-        authinfo = orm.AuthInfo(computer=computer, user=orm.User.collection.get_default())
+        authinfo = orm.AuthInfo(computer=computer, user=default_user())
         authinfo.set_auth_params(params)
         authinfo.store()
         return computer
@@ -168,7 +175,7 @@ def test_migrate_command_refuses_the_secret_itself_unrepeated(
     assert result.exit_code == exit_code
     assert message in result.output
     assert secret.lstrip('/') not in result.output
-    assert computer.get_authinfo(orm.User.collection.get_default()).get_auth_params() == params
+    assert computer.get_authinfo(default_user()).get_auth_params() == params
 
 
 def test_migrate_computer_refuses_the_secret_itself(
@@ -179,7 +186,7 @@ def test_migrate_computer_refuses_the_secret_itself(
     with pytest.raises(FirecrestConfigurationError, match='never as the secret itself') as info:
         migrate_computer(computer, client_secret='the-secret-itself')
     assert 'the-secret-itself' not in str(info.value)
-    assert computer.get_authinfo(orm.User.collection.get_default()).get_auth_params() == params
+    assert computer.get_authinfo(default_user()).get_auth_params() == params
 
 
 def test_migrate_options_refuses_a_directory_as_secret(tmp_path: Path) -> None:
@@ -193,7 +200,7 @@ def test_migrate_computer_stores_options_the_transport_accepts(
 ) -> None:
     computer = legacy_computer(legacy_params(label, write_legacy_secret(tmp_path / 'secret')))
     assert migrate_computer(computer) is not None
-    computer.get_authinfo(orm.User.collection.get_default()).get_transport()
+    computer.get_authinfo(default_user()).get_transport()
 
 
 def test_migrate_computer_leaves_a_2_0_computer_alone(
@@ -214,7 +221,7 @@ def test_migrate_command_migrates_every_legacy_computer(
     assert result.exit_code == 0, result.output
     for computer in computers:
         assert f'Computer {computer.label!r} migrated' in result.output
-        assert not is_legacy(computer.get_authinfo(orm.User.collection.get_default()).get_auth_params())
+        assert not is_legacy(computer.get_authinfo(default_user()).get_auth_params())
 
 
 def test_migrate_command_fails_on_a_computer_it_cannot_migrate(
@@ -224,7 +231,7 @@ def test_migrate_command_fails_on_a_computer_it_cannot_migrate(
     result = CliRunner().invoke(main, ['migrate', '-p', aiida_profile.name, computer.label])
     assert result.exit_code == 1
     assert f'Computer {computer.label!r} NOT migrated' in result.output
-    assert is_legacy(computer.get_authinfo(orm.User.collection.get_default()).get_auth_params())
+    assert is_legacy(computer.get_authinfo(default_user()).get_auth_params())
 
 
 def test_migrated_computer_runs_a_calcjob(
@@ -272,7 +279,7 @@ def test_migrate_command_takes_a_new_client_secret(
         main, ['migrate', '-p', aiida_profile.name, '--client-secret', str(new_secret), computer.label]
     )
     assert result.exit_code == 0, result.output
-    params = computer.get_authinfo(orm.User.collection.get_default()).get_auth_params()
+    params = computer.get_authinfo(default_user()).get_auth_params()
     assert params['client_secret'] == str(new_secret)
     assert stat.S_IMODE(new_secret.stat().st_mode) == 0o600
 

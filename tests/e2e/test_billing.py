@@ -48,8 +48,9 @@ def code_billed_to(
     return factory
 
 
-def job_account(node: orm.CalcJobNode) -> str:
+def job_account(node: orm.ProcessNode) -> str:
     """The account that the job of a finished CalcJob was billed to, as FirecREST reported it."""
+    assert isinstance(node, orm.CalcJobNode), f'{node} is not a CalcJob'
     detailed = node.get_detailed_job_info()
     assert detailed is not None, 'the CalcJob stored no detailed job info'
     return str(detailed['job']['account'])
@@ -60,7 +61,7 @@ def test_own_account_wins(code_billed_to: Callable[[str], orm.InstalledCode], va
     refuse)."""
     step = arithmetic_add(code_billed_to(NO_SUCH_ACCOUNT))
     builder = step.builder()
-    builder.metadata.options.account = valid_account
+    builder['metadata']['options']['account'] = valid_account
     _, node = run_get_node(builder)
     step.check(node)
     assert job_account(node) == valid_account
@@ -73,7 +74,9 @@ def test_billing_account_without_own(code_billed_to: Callable[[str], orm.Install
     assert job_account(node) == valid_account
 
 
-def test_billing_account_reaches_the_scheduler(code_billed_to: Callable[[str], orm.InstalledCode], job_backend: str):
+def test_billing_account_reaches_the_scheduler(
+    code_billed_to: Callable[[str], orm.InstalledCode], job_backend: str
+) -> None:
     """Without an ``account`` option the computer's billing account bills the job: Slurm refuses an unknown one."""
     step = arithmetic_add(code_billed_to(NO_SUCH_ACCOUNT))
     _, node = run_get_node(step.builder())

@@ -15,7 +15,7 @@ from aiida_firecrest.server.cli import write_private_json
 
 def test_verdi_computer_test_passes(
     firecrest_code: Callable[[dict[str, Any]], orm.InstalledCode], firecrest_config: dict[str, Any], verdi: Any
-):
+) -> None:
     """``verdi computer test`` passes every check; the command FirecREST has no counterpart for is skipped."""
     computer = firecrest_code(firecrest_config).computer
     result = verdi('computer', 'test', computer.label)
@@ -24,7 +24,7 @@ def test_verdi_computer_test_passes(
     assert 'Skipped, remote command execution is not implemented' in result.stdout
 
 
-def test_setup_and_configure_from_serve_config(firecrest_config: dict[str, Any], tmp_path: Path, verdi: Any):
+def test_setup_and_configure_from_serve_config(firecrest_config: dict[str, Any], tmp_path: Path, verdi: Any) -> None:
     """``verdi computer setup`` and ``configure firecrest --config`` with the file of ``serve --config-out`` give a
     working computer, and the client secret in that file ends up in a private file, not in the database."""
     config_file = tmp_path / 'cfg.json'
@@ -38,9 +38,9 @@ def test_setup_and_configure_from_serve_config(firecrest_config: dict[str, Any],
     configure = verdi('computer', 'configure', 'firecrest', label, '--non-interactive', '--config', str(config_file))
     assert configure.returncode == 0, configure.stdout + configure.stderr
 
-    auth_params = (
-        orm.Computer.collection.get(label=label).get_authinfo(orm.User.collection.get_default()).get_auth_params()
-    )
+    user = orm.User.collection.get_default()
+    assert user is not None, 'the profile has no default user'
+    auth_params = orm.Computer.collection.get(label=label).get_authinfo(user).get_auth_params()
     assert firecrest_config['client_secret'] not in json.dumps(auth_params)
     secret_file = Path(auth_params['client_secret'])
     assert secret_file.read_text() == firecrest_config['client_secret']

@@ -69,7 +69,7 @@ def dry_run_script(computer: orm.Computer, **options: Any) -> list[str]:
     for name, value in options.items():
         builder.metadata.options[name] = value
     _, node = run_get_node(builder)
-    info: Any = node.dry_run_info  # type: ignore[attr-defined]
+    info: Any = node.dry_run_info
     script = Path(info['folder']) / info['script_filename']
     return [line for line in script.read_text().splitlines() if line.startswith('#SBATCH')]
 

@@ -296,6 +296,7 @@ def test_detailed_job_info_of_unpolled_job_is_one_request(
     scheduler.set_transport(firecrest_scheduler.transport)
     detailed = scheduler.get_detailed_job_info(job_id)
     answered = counts(scheduler_server, mark)
+    assert answered is not None
     assert sum(answered.values()) == 1, answered
     (endpoint,) = answered
     assert endpoint.startswith('GET /compute/{system_name}/jobs/')

@@ -42,8 +42,11 @@ def database_text() -> str:
     """Every value of every row of every table of the profile's storage, as text (in full: the ``str`` of a row
     shortens long values)."""
     from aiida.manage import get_manager
+    from aiida.storage.psql_dos import PsqlDosBackend
 
-    session = get_manager().get_profile_storage().get_session()
+    storage = get_manager().get_profile_storage()
+    assert isinstance(storage, PsqlDosBackend), f'the profile has no SQL database: {type(storage).__name__}'
+    session = storage.get_session()
     tables = sqlalchemy.inspect(session.bind).get_table_names()
     rows = (row for table in tables for row in session.execute(sqlalchemy.text(f'SELECT * FROM {table}')))
     return '\n'.join('\t'.join(str(value) for value in row) for row in rows)
