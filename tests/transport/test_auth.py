@@ -16,7 +16,6 @@ import httpx
 import pytest
 from aiida.common.log import AIIDA_LOGGER
 
-from aiida_firecrest.client import client_credentials as auth
 from aiida_firecrest.client.client_credentials import (
     ClientCredentialsAuth,
     check_client_secret_source,
@@ -193,9 +192,9 @@ async def test_refresh_at_least_a_minute_before_expiry(monkeypatch: pytest.Monke
     authority = make_auth(server)
     first = await authority.access_token()
     now = time.time()
-    monkeypatch.setattr(auth.time, 'time', lambda: now + 300 - 61)
+    monkeypatch.setattr(time, 'time', lambda: now + 300 - 61)
     assert await authority.access_token() == first
-    monkeypatch.setattr(auth.time, 'time', lambda: now + 300 - 59)
+    monkeypatch.setattr(time, 'time', lambda: now + 300 - 59)
     assert await authority.access_token() != first
     assert len(server.requests) == 2
 

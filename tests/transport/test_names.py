@@ -8,13 +8,13 @@ import asyncio
 import os
 import re
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aiida_firecrest.client.exceptions import UnsupportedPathError
-from aiida_firecrest.transport import known_directories as fresh
 from aiida_firecrest.transport.carried_names import (
     check_commands_carry,
     check_jobs_carry,
@@ -142,7 +142,7 @@ async def test_a_change_elsewhere_keeps_the_listing() -> None:
 
 async def test_a_listing_expires(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [100.0]
-    monkeypatch.setattr(fresh.time, 'monotonic', lambda: now[0])
+    monkeypatch.setattr(time, 'monotonic', lambda: now[0])
     listings, lister = RecentListings(max_age=10.0), Lister()
     await listings.get('/d', lister)
     now[0] += 9.0

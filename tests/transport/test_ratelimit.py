@@ -25,7 +25,7 @@ URL = 'https://firecrest.test/api'
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """A frozen clock of the request budget; advance it with ``clock[0] += seconds``."""
     now = [1000.0]
-    monkeypatch.setattr(ratelimit.time, 'time', lambda: now[0])
+    monkeypatch.setattr(time, 'time', lambda: now[0])
     return now
 
 

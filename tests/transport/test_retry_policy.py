@@ -6,7 +6,9 @@ server's fault switches (seeded): answers lost after the server acted, and a res
 
 from __future__ import annotations
 
+import asyncio
 import random
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -241,11 +243,16 @@ async def test_repeats_are_bounded() -> None:
 
 async def test_retry_after_of_a_503_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     waits: list[float] = []
+    real_sleep = asyncio.sleep
 
     async def sleep(seconds: float) -> None:
-        waits.append(seconds)
+        """Record the client's wait before a repeat instead of waiting; let any other task sleep."""
+        if sys._getframe(1).f_code is FirecrestClient._wait_before_repeat.__code__:
+            waits.append(seconds)
+        else:
+            await real_sleep(seconds)
 
-    monkeypatch.setattr(firecrest_client.asyncio, 'sleep', sleep)
+    monkeypatch.setattr(asyncio, 'sleep', sleep)
     handler, _ = scripted(answer(503, 'Service unavailable', headers={'Retry-After': '2'}), STAT)
     client = make_client(handler)
     await client.stat('c', '/f')
