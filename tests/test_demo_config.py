@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from aiida_firecrest.client.firecrest_client import FirecrestClient
-from aiida_firecrest.client.request_budget import RequestBudget
 from aiida_firecrest.demo.run import CONFIG_KEYS, ClientRequestLog, TransferJobLogs, read_config
+from tests.client_fakes import Auth, Budget
 
 URL = 'https://firecrest.example/api/v2'
 TOKEN_URI = 'https://firecrest.example/api/v2/auth/token'
@@ -99,21 +99,6 @@ def test_read_config_refuses_what_is_not_json(tmp_path: Path) -> None:
 
 OUTPUT_LOG = '/home/me/.f7t_file_handling_job_1.log'
 ERROR_LOG = '/home/me/.f7t_file_handling_job_error_1.log'
-
-
-class Budget(RequestBudget):
-    """No pacing."""
-
-    def __init__(self) -> None:
-        super().__init__(Path('/nonexistent/budget'), per_second=0)
-
-    async def acquire(self) -> None:
-        pass
-
-
-class Auth:
-    async def auth_headers(self) -> dict[str, str]:
-        return {'Authorization': 'Bearer token'}
 
 
 def answer(request: httpx.Request) -> httpx.Response:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import httpx
@@ -15,10 +14,10 @@ from aiida.common.log import AIIDA_LOGGER
 
 from aiida_firecrest.client import client_credentials, firecrest_client
 from aiida_firecrest.client.firecrest_client import FirecrestClient
-from aiida_firecrest.client.request_budget import RequestBudget
 from aiida_firecrest.client.retry_policy import Backoff
 from aiida_firecrest.scheduler import job_submission
 from aiida_firecrest.transport import archive_routes, backend
+from tests.client_fakes import Auth, Budget
 
 MODULES = [firecrest_client, client_credentials, backend, archive_routes, job_submission]
 
@@ -54,21 +53,6 @@ def test_module_logger_is_below_aiida_logger(module: ModuleType, aiida_records: 
     assert logger.name.startswith(f'{AIIDA_LOGGER.name}.')
     logger.warning('a record of %s', module.__name__)
     assert [record.getMessage() for record in aiida_records.records] == [f'a record of {module.__name__}']
-
-
-class Budget(RequestBudget):
-    """No pacing."""
-
-    def __init__(self) -> None:
-        super().__init__(Path('/nonexistent/budget'), per_second=0)
-
-    async def acquire(self) -> None:
-        pass
-
-
-class Auth:
-    async def auth_headers(self) -> dict[str, str]:
-        return {'Authorization': 'Bearer token'}
 
 
 async def test_repeated_request_is_logged_to_aiida(aiida_records: Records) -> None:

@@ -90,17 +90,8 @@ class ClientRequestLog(logging.Handler):
     @contextlib.contextmanager
     def installed(self) -> Iterator[ClientRequestLog]:
         """Count while the block runs: attach to the ``httpx`` logger at INFO, without passing its records on."""
-        logger = logging.getLogger('httpx')
-        level, propagate = logger.level, logger.propagate
-        logger.addHandler(self)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-        try:
+        with _attached(self, logging.getLogger('httpx')):
             yield self
-        finally:
-            logger.removeHandler(self)
-            logger.setLevel(level)
-            logger.propagate = propagate
 
 
 class TransferJobLogs(logging.Handler):
@@ -126,17 +117,24 @@ class TransferJobLogs(logging.Handler):
     @contextlib.contextmanager
     def installed(self) -> Iterator[TransferJobLogs]:
         """Record while the block runs: attach to the transfer-jobs logger at DEBUG, without passing its records on."""
-        logger = TRANSFER_JOBS_LOGGER
-        level, propagate = logger.level, logger.propagate
-        logger.addHandler(self)
-        logger.setLevel(logging.DEBUG)
-        logger.propagate = False
-        try:
+        with _attached(self, TRANSFER_JOBS_LOGGER):
             yield self
-        finally:
-            logger.removeHandler(self)
-            logger.setLevel(level)
-            logger.propagate = propagate
+
+
+@contextlib.contextmanager
+def _attached(handler: logging.Handler, logger: logging.Logger) -> Iterator[None]:
+    """Attach ``handler`` to ``logger`` for the block, the logger at the handler's level and not propagating; restore
+    the logger afterwards."""
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(handler.level)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def slurm_is_running() -> bool:

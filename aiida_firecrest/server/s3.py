@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import IO
 
-import boto3
 import botocore.config
 import botocore.exceptions
 
@@ -162,14 +161,7 @@ class SeaweedFS:
 
     def _wait_until_ready(self, settings: S3Settings, deadline: float) -> str | None:
         """Poll until an authenticated S3 request succeeds: return None then, else why it failed by ``deadline``."""
-        client = boto3.client(
-            's3',
-            endpoint_url=settings.endpoint_url,
-            aws_access_key_id=settings.access_key,
-            aws_secret_access_key=settings.secret_key,
-            region_name=settings.region,
-            config=botocore.config.Config(connect_timeout=1, read_timeout=5, retries={'max_attempts': 1}),
-        )
+        client = settings.client(connect_timeout=1, read_timeout=5, retries={'max_attempts': 1})
         while time.monotonic() < deadline:
             assert self._process is not None
             if self._process.poll() is not None:

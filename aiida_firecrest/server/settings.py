@@ -7,7 +7,7 @@ import getpass
 import re
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 APP_VERSION = '2.5.6'
 """The FirecREST release whose API the server speaks, sent in the ``F7T-AppVersion`` header."""
@@ -193,6 +193,20 @@ class S3Settings:
     transfer job that consumed it; a downloaded one cannot be, as the server does not see the client's download."""
     sweep_interval: float = 60.0
     """Seconds between two sweeps of the bucket for objects past ``object_lifetime``."""
+
+    def client(self, **config: Any) -> Any:
+        """Return a boto3 S3 client of this server (path-style addressing), with ``config`` for its botocore config."""
+        import boto3
+        import botocore.config
+
+        return boto3.client(
+            's3',
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+            config=botocore.config.Config(s3={'addressing_style': 'path'}, **config),
+        )
 
     @property
     def expiry(self) -> float:

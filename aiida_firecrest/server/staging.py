@@ -21,7 +21,6 @@ import math
 import uuid
 from typing import Any
 
-import boto3
 import botocore.config
 import botocore.exceptions
 
@@ -63,19 +62,11 @@ class Staging:
 
     def __init__(self, s3: S3Settings) -> None:
         self.s3 = s3
-        self._client = boto3.client(
-            's3',
-            endpoint_url=s3.endpoint_url,
-            aws_access_key_id=s3.access_key,
-            aws_secret_access_key=s3.secret_key,
-            region_name=s3.region,
-            config=botocore.config.Config(
-                signature_version='s3v4',
-                s3={'addressing_style': 'path'},
-                request_checksum_calculation='when_required',
-                response_checksum_validation='when_required',
-                retries={'max_attempts': 3},
-            ),
+        self._client = s3.client(
+            signature_version='s3v4',
+            request_checksum_calculation='when_required',
+            response_checksum_validation='when_required',
+            retries={'max_attempts': 3},
         )
         self._bucket_ready = False
         self._bucket_lock = asyncio.Lock()

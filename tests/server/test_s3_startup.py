@@ -6,7 +6,6 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from aiida_firecrest.server import s3
@@ -42,14 +41,7 @@ def test_starts_again_on_other_ports(
     monkeypatch.setattr(s3, '_free_ports', first_choice_taken)
     monkeypatch.setattr(s3, 'ATTEMPT_TIMEOUT', 5.0)
     with s3.SeaweedFS(tmp_path) as settings:
-        client = boto3.client(
-            's3',
-            endpoint_url=settings.endpoint_url,
-            aws_access_key_id=settings.access_key,
-            aws_secret_access_key=settings.secret_key,
-            region_name=settings.region,
-        )
-        assert client.list_buckets()['Buckets'] == []
+        assert settings.client().list_buckets()['Buckets'] == []
     assert len(chosen) == 2
 
 

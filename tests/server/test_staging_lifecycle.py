@@ -8,10 +8,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
-import botocore.config
 import pytest
 from firecrest.v2 import Firecrest
 
@@ -30,20 +27,9 @@ LIFETIME = 10.0
 """The lifetime of staged objects on the server of the traffic test: more than a download of them takes."""
 
 
-def s3_client(s3: S3Settings) -> Any:
-    return boto3.client(
-        's3',
-        endpoint_url=s3.endpoint_url,
-        aws_access_key_id=s3.access_key,
-        aws_secret_access_key=s3.secret_key,
-        region_name=s3.region,
-        config=botocore.config.Config(s3={'addressing_style': 'path'}),
-    )
-
-
 def staged_keys(s3: S3Settings, name: str) -> list[str]:
     """Return the keys of the staged objects and open multipart uploads of files named ``name``."""
-    client = s3_client(s3)
+    client = s3.client()
     objects = client.list_objects_v2(Bucket=s3.bucket).get('Contents', [])
     uploads = client.list_multipart_uploads(Bucket=s3.bucket).get('Uploads', [])
     return [item['Key'] for item in [*objects, *uploads] if item['Key'].endswith(f'/{name}')]
@@ -83,7 +69,7 @@ async def test_the_sweep_removes_what_is_older_than_the_lifetime(local_server: L
     s3 = local_server.settings.s3
     assert s3 is not None
     await Staging(s3).prepare_upload('user', 'started.bin', 10)
-    s3_client(s3).put_object(Bucket=s3.bucket, Key='user/0/written.bin', Body=b'written')
+    s3.client().put_object(Bucket=s3.bucket, Key='user/0/written.bin', Body=b'written')
     assert await Staging(s3).sweep() == 0, 'both are younger than the lifetime'
     assert await Staging(dataclasses.replace(s3, object_lifetime=0.0)).sweep() >= 2
     assert staged_keys(s3, 'started.bin') == staged_keys(s3, 'written.bin') == []

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
-import botocore.config
 import httpx
 import pytest
 
@@ -249,15 +247,7 @@ async def test_multipart_upload_left_by_a_failed_upload_is_removed_by_the_bucket
 
 def _open_multipart_uploads(s3: S3Settings, name: str) -> list[str]:
     """The keys of the open multipart uploads of files named ``name`` in the staging bucket."""
-    client = boto3.client(
-        's3',
-        endpoint_url=s3.endpoint_url,
-        aws_access_key_id=s3.access_key,
-        aws_secret_access_key=s3.secret_key,
-        region_name=s3.region,
-        config=botocore.config.Config(s3={'addressing_style': 'path'}),
-    )
-    uploads = client.list_multipart_uploads(Bucket=s3.bucket).get('Uploads', [])
+    uploads = s3.client().list_multipart_uploads(Bucket=s3.bucket).get('Uploads', [])
     return [upload['Key'] for upload in uploads if upload['Key'].endswith(f'/{name}')]
 
 

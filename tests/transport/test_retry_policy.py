@@ -31,27 +31,11 @@ from aiida_firecrest.client.retry_policy import (
 from aiida_firecrest.client.server_facts import FACTS
 from aiida_firecrest.server import LocalFirecrest, ServerSettings
 from aiida_firecrest.server.middleware import DROPPED
+from tests.client_fakes import Auth, Budget
 
 URL = 'https://firecrest.test'
 FAST = Backoff(attempts=3, base=0.001, cap=0.001)
 CHANNEL_CLOSED = "('Channel not open for sending',)"
-
-
-class Budget(RequestBudget):
-    def __init__(self) -> None:
-        super().__init__(Path('/nonexistent/budget'), per_second=0)
-        self.acquired = 0
-
-    async def acquire(self) -> None:
-        self.acquired += 1
-
-    def pause(self, seconds: float) -> None:
-        pass
-
-
-class Auth:
-    async def auth_headers(self) -> dict[str, str]:
-        return {'Authorization': 'Bearer token'}
 
 
 def make_client(handler: Callable[[httpx.Request], httpx.Response], budget: RequestBudget | None = None) -> Any:
