@@ -51,6 +51,13 @@ class FactsCache:
                     self._values[key] = value
         return value
 
+    def lower(self, key: tuple[str, ...], value: int) -> None:
+        """Keep the smaller of ``value`` and the cached value of ``key`` (a bound learnt from answers, such as the
+        smallest file whose checksum outlasted the server's command timeout)."""
+        with self._guard:
+            cached = self._values.get(key)
+            self._values[key] = value if cached is None else min(int(cached), value)
+
     def forget(self, *keys: tuple[str, ...]) -> None:
         """Forget the values of ``keys``, so that the next :meth:`get` asks the server again (an answer contradicted
         them, e.g. a 413 below the cached direct-transfer limit)."""

@@ -48,7 +48,7 @@ from ..client.server_facts import FACTS
 from .carried_names import check_commands_carry, check_jobs_carry, commands_carry, jobs_carry, shell_word_safe
 from .file_attributes import decode_listed_name, entry_type, mode_of_entry
 from .known_directories import FreshDirectories
-from .staged_transfers import staged_download, staged_upload
+from .staged_transfers import ChecksumReach, staged_download, staged_upload
 
 __all__ = (
     'MISSING',
@@ -167,6 +167,11 @@ class FirecrestBackend:
 
     def _facts_key(self, kind: str) -> tuple[str, ...]:
         return (kind, self.url, self._client_id, self.system)
+
+    @property
+    def _checksum_reach(self) -> ChecksumReach:
+        """Which files the server hashes before its command timeout (learnt from its 408s, process-wide)."""
+        return ChecksumReach(self._facts_key('checksum_reach'))
 
     async def _system_description(self) -> dict[str, Any]:
         async def fetch() -> dict[str, Any]:
@@ -521,7 +526,14 @@ class FirecrestBackend:
                     if size < limit:
                         raise
             check_jobs_carry('upload to', remotepath)
-            await staged_upload(self.client, self.system, localpath, remotepath, account=self.billing_account)
+            await staged_upload(
+                self.client,
+                self.system,
+                localpath,
+                remotepath,
+                account=self.billing_account,
+                reach=self._checksum_reach,
+            )
 
     async def fits_direct_download(self, size: int) -> bool:
         """Whether a file of ``size`` bytes comes down in one direct download (asks the server's limit, once per
@@ -559,4 +571,12 @@ class FirecrestBackend:
                 except DIRECT_TRANSFER_REFUSALS as exc:
                     LOGGER.debug(f'direct download of {remotepath} refused ({exc}); taking the staged path')
             check_jobs_carry('download', remotepath)
-            await staged_download(self.client, self.system, remotepath, localpath, account=self.billing_account)
+            await staged_download(
+                self.client,
+                self.system,
+                remotepath,
+                localpath,
+                size,
+                account=self.billing_account,
+                reach=self._checksum_reach,
+            )

@@ -1,6 +1,9 @@
 """Staged transfers: through the staging area (S3) and a transfer job, verified with SHA-256, nothing left behind.
 
-**Safety.** Every staged copy is compared with its source by SHA-256 (the server's ``checksum`` against a local sum).
+**Safety.** Every staged copy is compared with its source by SHA-256 (the server's ``checksum`` against a local sum),
+where the server can hash it: its ``checksum`` runs ``sha256sum`` under the SSH command timeout (20 s at CSCS), so it
+answers 408 for a file of some gigabytes. Such a copy is compared by its size, with a warning that says so, and the
+smallest size that timed out is remembered (:class:`ChecksumReach`), so that larger files are not hashed in vain.
 A staged download is written to a temporary file beside its destination and moved into place only when complete and
 verified: a failed, cancelled or corrupted download leaves no file at the destination. A staged upload whose copy
 differs from its source is removed (the transfer job writes the destination itself, so this is the only way to leave
@@ -17,7 +20,8 @@ local server's ``S3Settings.expiry``; the real server's bucket lifecycle of a fe
 for what can run alongside. A download's object is fetched as soon as it exists in the staging area (probed with its
 presigned URL every few percent of the time waited, which costs no FirecREST request) while the transfer job is
 polled only to learn about its failure; it is streamed to disk in large chunks, its SHA-256 computed on the way,
-while the server computes its own. An upload's local SHA-256 is computed while the parts go up. A transfer job that
+while the server computes its own. An upload's local SHA-256 is computed once its parts are sent, while the transfer
+job moves the object into place and the server hashes it (the client waits then). A transfer job that
 completed is taken at its word (pyfirecrest also reads its output log, one more request): the checksum follows.
 
 **Progress**: bytes done and rate, logged at INFO on the transport's logger (which reaches the daemon log) at most
@@ -40,13 +44,14 @@ import httpx
 from aiida.common.log import AIIDA_LOGGER
 from firecrest.FirecrestException import MultipartUploadException
 
-from ..client.exceptions import ChecksumMismatchError, TransferFailedError, translate_errors
+from ..client.exceptions import ChecksumMismatchError, FirecrestTimeoutError, TransferFailedError, translate_errors
 from ..client.firecrest_client import FirecrestClient
+from ..client.server_facts import FACTS
 from ..client.transfer_wait import job_state
 from .carried_names import check_commands_carry
 from .local_archives import sha256_of
 
-__all__ = ('PROGRESS_INTERVAL', 'Progress', 'staged_download', 'staged_upload')
+__all__ = ('PROGRESS_INTERVAL', 'ChecksumReach', 'Progress', 'staged_download', 'staged_upload')
 
 LOGGER = AIIDA_LOGGER.getChild('transport.FirecrestTransport')
 """The logger of the ``firecrest`` transport (AiiDA's ``Transport.logger``): the daemon log shows its records."""
@@ -117,38 +122,72 @@ class Progress:
         )
 
 
+class ChecksumReach:
+    """Which files the server's ``checksum`` can hash before its command timeout: those smaller than the smallest
+    file whose checksum timed out (408), remembered for the process under ``key`` (one per server, client and system).
+
+    :param key: the key of the bound among the process-wide server facts.
+    """
+
+    def __init__(self, key: tuple[str, ...]) -> None:
+        self._key = key
+
+    def covers(self, size: int) -> bool:
+        """Whether a file of ``size`` bytes is worth hashing on the server (none of its size or less timed out)."""
+        smallest = FACTS.peek(self._key)
+        return smallest is None or size < int(smallest)
+
+    def timed_out(self, size: int) -> None:
+        """Remember that the checksum of a file of ``size`` bytes outlasted the server's command timeout."""
+        FACTS.lower(self._key, size)
+
+
 # --- upload -----------------------------------------------------------------------------------------------------------
 
 
 async def staged_upload(
-    client: FirecrestClient, system: str, localpath: str, remotepath: str, *, account: str | None
+    client: FirecrestClient,
+    system: str,
+    localpath: str,
+    remotepath: str,
+    *,
+    account: str | None,
+    reach: ChecksumReach,
 ) -> None:
     """Send ``localpath`` to ``remotepath`` through the staging area: start the transfer job, upload the parts of
     the multipart upload (the local SHA-256 computed meanwhile), complete it, wait for the job and compare the
-    checksums; on any failure or cancellation before the job ended, cancel the job; a copy that differs is removed.
+    checksums (the sizes, where the server cannot hash the file: see ``reach``); on any failure or cancellation before
+    the job ended, cancel the job; a copy that differs is removed.
 
     :raises TransferFailedError: if the staging area refused a part or the completion, or the transfer job failed.
     :raises ChecksumMismatchError: if the copy differs from ``localpath`` (it was removed).
     :calls: POST ``/filesystem/{system}/transfer/upload``, the S3 parts and completion, the job's status; GET
-        ``/filesystem/{system}/ops/checksum``; on failure DELETE ``/compute/{system}/jobs/{id}`` (and the job's
-        logs, if it failed); on a mismatch DELETE ``/filesystem/{system}/ops/rm``
+        ``/filesystem/{system}/ops/checksum`` (or ``ops/stat``, beyond ``reach``); on failure DELETE
+        ``/compute/{system}/jobs/{id}`` (and the job's logs, if it failed); on a mismatch DELETE
+        ``/filesystem/{system}/ops/rm``
     """
     directory, filename = os.path.split(remotepath)
+    size = os.path.getsize(localpath)
+    with translate_errors(remotepath):
+        transfer = await client.upload(system, localpath, directory or '/', filename, account=account, blocking=False)
+    info: dict[str, Any] | None = None if transfer is None else transfer.transfer_data
+    if info is not None:  # else pyfirecrest uploaded it directly (its limit was raised meanwhile)
+        progress = Progress(f'staged upload of {remotepath}', size)
+        async with _cancelled_on_failure(client, info, remotepath), _s3_errors('upload', remotepath):
+            await _upload_parts(client, info['transferDirectives'], localpath, progress)
+        progress.finish()
+    # the local sum is computed while the transfer job moves the object into place and the server hashes it: the
+    # client is idle then, and the parts were sent without competing with it for a core
     async with _alongside(asyncio.to_thread(sha256_of, localpath)) as local_sum:
-        with translate_errors(remotepath):
-            transfer = await client.upload(
-                system, localpath, directory or '/', filename, account=account, blocking=False
-            )
-        if transfer is not None:  # else pyfirecrest uploaded it directly (its limit was raised meanwhile)
-            info: dict[str, Any] = transfer.transfer_data
+        if info is not None:
             async with _cancelled_on_failure(client, info, remotepath):
-                progress = Progress(f'staged upload of {remotepath}', os.path.getsize(localpath))
-                async with _s3_errors('upload', remotepath):
-                    await _upload_parts(client, info['transferDirectives'], localpath, progress)
                 await _transfer_job_ended(client, info, remotepath)
-            progress.finish()
         try:
-            await _verify(client, system, remotepath, localpath, await local_sum)
+            remote_sum = await _remote_sha256(client, system, remotepath, size, reach)
+            if remote_sum is None:
+                await _compare_sizes(client, system, remotepath, localpath, size)
+            else:
+                _compare(remotepath, remote_sum, localpath, await local_sum)
         except ChecksumMismatchError:
             await _remove_quietly_remote(client, system, remotepath, account)
             raise
@@ -220,37 +259,51 @@ async def _remove_quietly_remote(client: FirecrestClient, system: str, path: str
 
 
 async def staged_download(
-    client: FirecrestClient, system: str, remotepath: str, localpath: str, *, account: str | None
+    client: FirecrestClient,
+    system: str,
+    remotepath: str,
+    localpath: str,
+    size: int,
+    *,
+    account: str | None,
+    reach: ChecksumReach,
 ) -> None:
-    """Fetch ``remotepath`` into ``localpath`` through the staging area: the transfer job puts it into S3, the
-    object is streamed to a temporary file beside ``localpath`` as soon as it exists (its SHA-256 computed on the way,
-    the server's asked meanwhile) and moved into place once verified; on any failure or cancellation, the transfer job
-    is cancelled and the temporary file removed.
+    """Fetch ``remotepath`` of ``size`` bytes into ``localpath`` through the staging area: the transfer job puts it
+    into S3, the object is streamed to a temporary file beside ``localpath`` as soon as it exists (its SHA-256 computed
+    on the way, the server's asked meanwhile; the sizes compared instead where the server cannot hash the file: see
+    ``reach``) and moved into place once verified; on any failure or cancellation, the transfer job is cancelled and
+    the temporary file removed.
 
+    :param size: the size a listing or a ``stat`` told: whether the server can hash the file depends on it.
     :raises TransferFailedError: if the transfer job failed or the staging area refused the download.
     :raises ChecksumMismatchError: if the object differs from ``remotepath`` (nothing is left at ``localpath``).
     :calls: POST ``/filesystem/{system}/transfer/download``, the job's status, the S3 object; GET
-        ``/filesystem/{system}/ops/checksum``; on failure DELETE ``/compute/{system}/jobs/{id}`` (and the job's logs,
-        if it failed)
+        ``/filesystem/{system}/ops/checksum`` (or ``ops/stat``, beyond ``reach``); on failure DELETE
+        ``/compute/{system}/jobs/{id}`` (and the job's logs, if it failed)
     """
     temporary = await asyncio.to_thread(_temporary_beside, localpath)
     try:
         with translate_errors(remotepath):
             transfer = await client.start_staged_download(system, remotepath, temporary, account=account)
         info: dict[str, Any] = transfer.transfer_data
-        async with _alongside(_remote_sha256(client, system, remotepath)) as remote_sum:
+        async with _alongside(_remote_sha256(client, system, remotepath, size, reach)) as remote_sum:
             async with _cancelled_on_failure(client, info, remotepath):
-                local_sum = await _fetch_object(client, info, remotepath, temporary)
-            _compare(remotepath, await remote_sum, localpath, local_sum)
+                local_sum, received = await _fetch_object(client, info, remotepath, temporary)
+            if (remote_digest := await remote_sum) is None:
+                await _compare_sizes(client, system, remotepath, localpath, received)
+            else:
+                _compare(remotepath, remote_digest, localpath, local_sum)
         await asyncio.to_thread(os.replace, temporary, localpath)
     except BaseException:
         await asyncio.to_thread(_remove_quietly, temporary)
         raise
 
 
-async def _fetch_object(client: FirecrestClient, info: dict[str, Any], remotepath: str, temporary: str) -> str:
+async def _fetch_object(
+    client: FirecrestClient, info: dict[str, Any], remotepath: str, temporary: str
+) -> tuple[str, int]:
     """Stream the staged object into ``temporary`` as soon as it exists, the transfer job polled meanwhile; return
-    its SHA-256.
+    its SHA-256 and size.
 
     :raises TransferFailedError: if the job failed, or the object is missing once the job completed.
     """
@@ -263,18 +316,18 @@ async def _fetch_object(client: FirecrestClient, info: dict[str, Any], remotepat
             if job_ended:
                 job.result()  # raises the job's failure
             async with _s3_errors('download', remotepath):
-                digest = await _stream_object(client, url, temporary, remotepath, last_chance=job_ended)
-            if digest is not None:
-                return digest
+                streamed = await _stream_object(client, url, temporary, remotepath, last_chance=job_ended)
+            if streamed is not None:
+                return streamed
             delay = min(LONGEST_PROBE_DELAY, max(FIRST_PROBE_DELAY, PROBE_FRACTION * (loop.time() - start)))
             await asyncio.wait({job}, timeout=delay)
 
 
 async def _stream_object(
     client: FirecrestClient, url: str, temporary: str, remotepath: str, *, last_chance: bool
-) -> str | None:
-    """Write the object of ``url`` to ``temporary`` and return its SHA-256; None if it does not exist yet (unless
-    this is the ``last_chance``)."""
+) -> tuple[str, int] | None:
+    """Write the object of ``url`` to ``temporary`` and return its SHA-256 and size; None if it does not exist yet
+    (unless this is the ``last_chance``)."""
     async with _s3_session(client).stream('GET', url) as answer:
         if answer.status_code in NOT_STAGED_YET and not last_chance:
             return None
@@ -297,7 +350,7 @@ async def _stream_object(
                 await asyncio.wait({writing})
             await asyncio.to_thread(handle.close)
     progress.finish()
-    return digest.hexdigest()
+    return digest.hexdigest(), progress.done
 
 
 def _write_and_hash(handle: IO[bytes], digest: Any, chunk: bytes) -> None:
@@ -333,14 +386,34 @@ async def _transfer_job_ended(client: FirecrestClient, info: dict[str, Any], pat
         await client.wait_for_transfer(info, path)  # reads the logs: raises what failed, unless they tell success
 
 
-async def _remote_sha256(client: FirecrestClient, system: str, path: str) -> str:
+async def _remote_sha256(
+    client: FirecrestClient, system: str, path: str, size: int, reach: ChecksumReach
+) -> str | None:
+    """The server's SHA-256 of ``path`` (of ``size`` bytes); None if the server cannot hash it before its command
+    timeout (it timed out now, or earlier for a file no larger)."""
     check_commands_carry('checksum', path)
-    with translate_errors(path):
-        return str((await client.checksum(system, path))['checksum']).lower()
+    if reach.covers(size):
+        try:
+            with translate_errors(path):
+                return str((await client.checksum(system, path))['checksum']).lower()
+        except FirecrestTimeoutError:
+            reach.timed_out(size)
+    LOGGER.warning(
+        f'the server cannot compute the SHA-256 of {path} ({size / 1e6:.0f} MB) within its command timeout: '
+        'this staged copy is checked by its size only'
+    )
+    return None
 
 
-async def _verify(client: FirecrestClient, system: str, remotepath: str, localpath: str, local_sum: str) -> None:
-    _compare(remotepath, await _remote_sha256(client, system, remotepath), localpath, local_sum)
+async def _compare_sizes(client: FirecrestClient, system: str, remotepath: str, localpath: str, size: int) -> None:
+    """:raises ChecksumMismatchError: if ``remotepath`` is not of ``size`` bytes, the size of ``localpath``."""
+    with translate_errors(remotepath):
+        remote_size = int((await client.stat(system, remotepath, dereference=True))['size'])
+    if remote_size != size:
+        raise ChecksumMismatchError(
+            f'the size of {remotepath} ({remote_size} bytes) differs from that of {localpath} ({size} bytes) after a '
+            'staged transfer'
+        )
 
 
 def _compare(remotepath: str, remote_sum: str, localpath: str, local_sum: str) -> None:

@@ -125,6 +125,12 @@ def transport_scratch(
         remote_files.remove(scratch)
 
 
+@pytest.fixture
+def staged_size(local_server: Any) -> int:
+    """A size that always takes the staged path, in two parts of the multipart upload."""
+    return max(int(local_server.settings.max_ops_file_size), int(local_server.settings.s3.max_part_size)) + 1
+
+
 async def settle(server: Any) -> None:
     """Wait until the local server has logged the answers the client already received (it logs each one right after
     sending it, so a count taken at once may miss the last)."""

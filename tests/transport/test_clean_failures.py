@@ -27,10 +27,12 @@ from aiida_firecrest.server.staging import Staging
 from aiida_firecrest.transport import staged_transfers
 from aiida_firecrest.transport.archive_routes import ArchiveRoutes
 from aiida_firecrest.transport.backend import FirecrestBackend
-from aiida_firecrest.transport.staged_transfers import staged_download, staged_upload
+from aiida_firecrest.transport.staged_transfers import ChecksumReach, staged_download, staged_upload
 from tests.remote_files import RemotePath
 
 pytestmark = pytest.mark.local_server(reason='reads the jobs and the staging area of the local server')
+
+REACH = ChecksumReach(('checksum_reach', 'of the tests calling the staged transfers directly'))
 
 UNFINISHED = frozenset({'PENDING', 'RUNNING', 'CONFIGURING', 'COMPLETING', 'SUSPENDED'})
 
@@ -38,12 +40,6 @@ UNFINISHED = frozenset({'PENDING', 'RUNNING', 'CONFIGURING', 'COMPLETING', 'SUSP
 @pytest.fixture
 def remote(transport_scratch: Callable[[str], RemotePath]) -> RemotePath:
     return transport_scratch('firecrest')
-
-
-@pytest.fixture
-def staged_size(local_server: Any) -> int:
-    """A size that always takes the staged path, in two parts of the multipart upload."""
-    return max(int(local_server.settings.max_ops_file_size), int(local_server.settings.s3.max_part_size)) + 1
 
 
 async def _unfinished_transfer_jobs(transport: Any) -> list[str]:
@@ -152,7 +148,7 @@ async def test_staged_download_is_written_under_a_temporary_name_and_moved_at_th
     stream_object = staged_transfers._stream_object
     seen: list[list[str]] = []
 
-    async def watched(*args: Any, **kwargs: Any) -> str | None:
+    async def watched(*args: Any, **kwargs: Any) -> tuple[str, int] | None:
         seen.append(sorted(os.listdir(tmp_path)))
         return await stream_object(*args, **kwargs)
 
@@ -214,10 +210,12 @@ async def test_failed_transfer_job_is_reported_with_its_log(
         with pytest.raises(OSError, match=r'the transfer job failed: .*No such file or directory') as raised:
             if direction == 'upload':
                 target = str(remote / 'missing' / 'target.bin')
-                await staged_upload(client, system, str(tmp_path / 'source.bin'), target, account=None)
+                await staged_upload(client, system, str(tmp_path / 'source.bin'), target, account=None, reach=REACH)
             else:
                 source = str(remote / 'missing.bin')
-                await staged_download(client, system, source, str(tmp_path / 'target.bin'), account=None)
+                await staged_download(
+                    client, system, source, str(tmp_path / 'target.bin'), staged_size, account=None, reach=REACH
+                )
         assert await _unfinished_transfer_jobs(transport) == []
     assert 'staging area' not in str(raised.value)
     assert os.listdir(remote) == []
