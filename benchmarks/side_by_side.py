@@ -913,22 +913,19 @@ def markdown(rows: list[list[str]]) -> str:
     return '\n'.join(lines)
 
 
-def violations(
-    measurements: Measurements, daemon: dict[str, dict[str, Any]], key: str, *, rate_limited: bool = True
-) -> list[str]:
-    """The invariants the plugin ``key`` breaks: a failed run, a CalcJob not finished OK, an HTTP 429 (unless not
-    ``rate_limited``: then 429s are reported apart, see :func:`main`'s ``--warn-on-429``)."""
+def violations(measurements: Measurements, daemon: dict[str, dict[str, Any]], key: str) -> list[str]:
+    """The invariants the plugin ``key`` breaks: a failed run, a CalcJob not finished OK, an HTTP 429."""
     found = []
     for workload, columns in measurements.runs.items():
         for run in columns.get(key, []):
             if run['error']:
                 found.append(f'{measurements.labels[workload]}: {run["error"]}')
-            if rate_limited and run['requests']['http_429']:
+            if run['requests']['http_429']:
                 found.append(f'{measurements.labels[workload]}: {run["requests"]["http_429"]} requests answered 429')
     if key in daemon:
         run = daemon[key]
         found += [f'daemon run: {failure}' for failure in run['failures']]
-        if rate_limited and run['requests']['http_429']:
+        if run['requests']['http_429']:
             found.append(f'daemon run: {run["requests"]["http_429"]} requests answered 429')
     return found
 
@@ -1046,12 +1043,6 @@ def benchmark(
     help='Only the puts and gets (the 256 MB file beside the raw API path included): no CalcJob, no listing, no '
     'daemon run.',
 )
-@click.option(
-    '--warn-on-429',
-    is_flag=True,
-    help='Report 429s answered to this checkout as a warning instead of a broken invariant (CI, until the shared '
-    'budget is measured free of them on a loaded two-core machine).',
-)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -1066,7 +1057,6 @@ def main(
     output: Path,
     timeout: float,
     transfers_only: bool,
-    warn_on_429: bool,
 ) -> None:
     """aiida-firecrest 1.0.0 and this checkout side by side: print the table, write it with every run to --output."""
     if ctx.invoked_subcommand is not None:
@@ -1100,8 +1090,7 @@ def main(
     titles = {plugin.key: plugin.title + (' (this checkout)' if plugin.key == 'this' else '') for plugin in plugins}
     titles[RAW] = 'raw API (httpx)'
     rows = table(measurements, daemon, titles, CSCS_RATE_LIMIT)
-    broken = violations(measurements, daemon, 'this', rate_limited=not warn_on_429)
-    limited = violations(measurements, daemon, 'this') if warn_on_429 else []
+    broken = violations(measurements, daemon, 'this')
     output.write_text(
         json.dumps(
             {
@@ -1122,8 +1111,6 @@ def main(
         + '\n'
     )
     click.echo(f'\n{markdown(rows)}\n\nWritten to {output} ({time.monotonic() - start:.0f} s in all).')
-    for warning in sorted(set(limited) - set(broken)):
-        click.secho(f'WARNING (--warn-on-429): {warning}', fg='yellow', err=True)
     if broken:
         click.secho('Invariants of this checkout broken:\n  ' + '\n  '.join(broken), fg='red', err=True)
         sys.exit(1)
