@@ -158,11 +158,9 @@ class Requests:
         return self.api - self.rate_limited
 
     def busiest(self, seconds: float) -> int:
-        """The most API requests that reached the server in any window of ``seconds`` (those answered 429 included):
-        a record's time is when it was written, after the answer, so its arrival is that time less its duration."""
-        times = sorted(
-            record['time'] - record['duration'] for record in self.records if not record['path'].startswith('/auth/')
-        )
+        """The most API requests that reached the server in any window of ``seconds`` (those answered 429 included),
+        by their arrival, when the server's rate limit counts them."""
+        times = sorted(record['arrival'] for record in self.records if not record['path'].startswith('/auth/'))
         most, first = 0, 0
         for last, moment in enumerate(times):
             while moment - times[first] >= seconds:

@@ -15,8 +15,12 @@ class Budget(RequestBudget):
         super().__init__(Path('/nonexistent/budget'), per_second=0)
         self.acquired = 0
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> str:
         self.acquired += 1
+        return f'slot-{self.acquired}'
+
+    def settle(self, slot: str, *, answered: bool) -> None:
+        pass
 
     def pause(self, seconds: float) -> None:
         pass

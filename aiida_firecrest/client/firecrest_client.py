@@ -23,6 +23,7 @@ The private parts of pyfirecrest it builds on are reached through
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import posixpath
 import random
@@ -65,6 +66,17 @@ DEFAULT_RATE_LIMIT_RETRIES = 3
 PYFIRECREST_DIRECT_LIMIT = AsyncFirecrest.MAX_DIRECT_UPLOAD_SIZE
 """pyfirecrest's hard-coded direct-transfer limit (1 MiB): files below it are sent directly without asking the server
 for its limit (no FirecREST deployment has a lower one; a 413 would reveal it anyway)."""
+
+_budget_slot: contextvars.ContextVar[str | None] = contextvars.ContextVar('firecrest_budget_slot', default=None)
+"""The request budget's slot of the API request the task is sending: set by the request hook, settled (and unset) by
+the response hook, or when the request ends without an answer."""
+
+
+def _take_budget_slot() -> str | None:
+    slot = _budget_slot.get()
+    _budget_slot.set(None)
+    return slot
+
 
 _ssl_context: ssl.SSLContext | None = None
 _ssl_lock = threading.Lock()
@@ -164,12 +176,18 @@ class FirecrestClient(PyfirecrestInternals):
             # pyfirecrest passes ``timeout=None`` for S3 part uploads: never wait forever
             request.extensions['timeout'] = self._http_timeout.as_dict()
         if self.is_api_url(request.url):
-            await self._budget.acquire()
+            _budget_slot.set(await self._budget.acquire())
             request.headers.update(await self.authorization.auth_headers())
 
     async def _after_response(self, response: httpx.Response) -> None:
-        """The response hook: after a 429, hold back all requests of this identity for ``Retry-After``."""
-        if response.status_code == self.TOO_MANY_REQUESTS_CODE and self.is_api_url(response.request.url):
+        """The response hook: an API request was answered (the budget learns that it reached the server); after a
+        429, hold back all requests of this identity for ``Retry-After``."""
+        if not self.is_api_url(response.request.url):
+            return
+        slot = _take_budget_slot()
+        if slot is not None:
+            await asyncio.to_thread(self._budget.settle, slot, answered=True)
+        if response.status_code == self.TOO_MANY_REQUESTS_CODE:
             retry_after = response.headers.get('Retry-After', response.headers.get('RateLimit-Reset', '1'))
             self._budget.pause(parse_retry_after(retry_after, self.log))
 
@@ -186,7 +204,11 @@ class FirecrestClient(PyfirecrestInternals):
         while True:
             try:
                 response = await send()
-            except httpx.TransportError as exc:
+            except BaseException as exc:
+                if (slot := _take_budget_slot()) is not None:  # ended without an answer
+                    self._budget.settle(slot, answered=False)
+                if not isinstance(exc, httpx.TransportError):
+                    raise
                 failure = failure_of_error(exc)
                 if failure is None or not operation.may_repeat(failure) or repeats >= self.backoff.attempts:
                     raise

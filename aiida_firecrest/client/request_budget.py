@@ -5,12 +5,21 @@ windows) and answer 429 beyond that. The daemon workers, ``verdi`` and scripts o
 credentials all count against that one limit, so the budget cannot live in a process: it is a file, one per
 ``(url, client_id)``, in the AiiDA configuration folder (``~/.aiida/firecrest/request-budgets/``, mode 0600).
 
-The file is a sliding-window log: the times at which requests were sent, over the last minute, and the time until
-which a 429's ``Retry-After`` holds every request back. A process *takes* a slot under an exclusive
-:func:`fcntl.flock`: it reads the log and, if one more request now keeps every window of one second and of one minute
-within the limits (see :data:`WINDOW_MARGIN`), appends now; otherwise it learns how long to wait, and asks again
-then. Slots are not reserved ahead: a caller that comes back late (a busy event loop) would otherwise send inside a
-window counted for an earlier moment. Taking never waits for a slot: the caller sleeps on its own event loop, and
+The file is a sliding-window log of the requests sent over the last minute, each with the latest moment at which it
+can have reached the server, and the time until which a 429's ``Retry-After`` holds every request back. The server
+counts a request when it arrives, somewhere between its sending and its answer: a request answered at time ``a``
+arrived by ``a``, so it can no longer be in any window of the server that starts after ``a``. A process *takes* a slot
+under an exclusive :func:`fcntl.flock`: one more request now is allowed if, for each window (one second, one minute),
+fewer than the limit of the requests logged can still be inside a window ending now, those still unanswered included;
+otherwise the process learns how long to wait, and asks again then. When the answer comes (its headers), the request's
+moment becomes the answer's; a request that ends without an answer (a lost connection, a cancellation) may still
+reach a busy server a little later: it counts :data:`UNANSWERED_ARRIVAL` seconds longer. No window of the server can
+hold more than the limit, whatever the delays between client and server, and the budget waits no longer than they
+last (a request answered in 20 ms frees its slot of the one-second window 1.02 s after it was sent). An unanswered
+request of a process that no longer runs ended at the latest when the process did.
+
+Slots are not reserved ahead: a caller that comes back late (a busy event loop) would otherwise send inside a window
+counted for an earlier moment. Taking never waits for a slot: the caller sleeps on its own event loop, and
 :meth:`RequestBudget.acquire` does the locked file I/O (about 1 ms with a full minute's log) in a worker thread, so
 neither blocks the loop.
 
@@ -24,6 +33,7 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import threading
@@ -36,7 +46,7 @@ from typing import Any
 __all__ = (
     'DEFAULT_REQUESTS_PER_MINUTE',
     'DEFAULT_REQUESTS_PER_SECOND',
-    'WINDOW_MARGIN',
+    'UNANSWERED_ARRIVAL',
     'LoopLocalLock',
     'RequestBudget',
     'budget_directory',
@@ -49,16 +59,13 @@ DEFAULT_REQUESTS_PER_SECOND = 10.0
 DEFAULT_REQUESTS_PER_MINUTE = 120.0
 """CSCS's published per-minute limit of FirecREST requests per client."""
 
-WINDOW_MARGIN = 2.0
-"""Seconds added to each window (3 s, 62 s): a request recorded at time t reaches the server's limiter a little later,
-after a delay that varies (the event loop's turn, a new connection, a busy server); the margin absorbs that jitter so
-that the server, which counts on arrival, never sees a window over its limit. Measured: 0.1 s let three processes on
-two busy cores draw 429s from the local server (tests/transport/test_shared_budget.py); 0.25 s none there, but four
-daemon workers on the same two cores, with PostgreSQL, RabbitMQ and Slurm beside them, still drew 12 in 590 requests
-(benchmarks/side_by_side.py, 50 CalcJobs); 1 s drew 1 in 559 (11 requests arrived within one second); 2 s none in
-568, the busiest second 10, the run's wall time 0.98 of the per-minute floor. It costs 3.2 % of a steady rate under the
-per-minute limit, which is what a long run meets, and two thirds of a burst's rate under the per-second one (10 per
-3 s, for the first seconds of a burst only: 120 per minute is 2 per second)."""
+UNANSWERED_ARRIVAL = 2.0
+"""Seconds after its end that a request ended without an answer still counts: its bytes may wait in the server's
+socket buffer while the server is busy (the client's answer time bounds the arrival of answered requests only)."""
+
+UNANSWERED_LIFETIME = 600.0
+"""Seconds after which a request still unanswered in the log no longer counts: its process lost track of it (it ends
+every request it sends, answered or not; a killed process is seen as such at once)."""
 
 _WINDOWS = (1.0, 60.0)
 
@@ -94,25 +101,41 @@ class RequestBudget:
         """The ``(per_second, per_minute)`` limits, 0 for a disabled one."""
         return self._limits
 
-    def take(self) -> float:
-        """Take a request slot if one is free now and return 0, or return the seconds until one may be (and take
-        nothing): the time recorded is the time of sending, however late the caller comes back. Blocks only for the
-        locked read and write of the file."""
+    def take(self, slot: str) -> float:
+        """Take a request slot named ``slot`` if one is free now and return 0, or return the seconds until one may be
+        (and take nothing): the time recorded is the time of sending, however late the caller comes back. Blocks only
+        for the locked read and write of the file.
+
+        :param slot: a name for the request, unique among the requests of the file's processes (see :meth:`settle`).
+        """
         with self._locked() as state:
             now = time.time()
-            sent = [moment for moment in state['sent'] if moment > now - _WINDOWS[-1] - WINDOW_MARGIN]
+            entries = _live_entries(state['sent'], now)
             moment = max(now, float(state['paused_until']))
             for limit, window in zip(self._limits, _WINDOWS, strict=True):
-                moment = max(moment, _earliest_slot(sent, limit, window + WINDOW_MARGIN))
+                moment = max(moment, _earliest_slot(entries, limit, window, now))
             if moment <= now:
-                sent.append(now)
-            state['sent'] = sent
+                entries.append([now, None, os.getpid(), slot])
+            state['sent'] = entries
         return moment - now
 
-    async def acquire(self) -> None:
-        """Wait, on the running event loop, until a request may be sent (the file is read and written in a thread)."""
-        while (delay := await asyncio.to_thread(self.take)) > 0:
+    async def acquire(self) -> str:
+        """Wait, on the running event loop, until a request may be sent (the file is read and written in a thread);
+        return the name of its slot, for :meth:`settle`."""
+        slot = f'{os.getpid()}-{next(_slot_numbers)}'
+        while (delay := await asyncio.to_thread(self.take, slot)) > 0:
             await asyncio.sleep(delay)
+        return slot
+
+    def settle(self, slot: str, *, answered: bool) -> None:
+        """Record the end of the request of ``slot``: its answer (``answered``: it reached the server by now), or its
+        end without one (it may still reach a busy server within :data:`UNANSWERED_ARRIVAL`). A slot already settled
+        keeps its first end."""
+        with self._locked() as state:
+            end = time.time() + (0.0 if answered else UNANSWERED_ARRIVAL)
+            for entry in state['sent']:
+                if entry[3] == slot and entry[1] is None:
+                    entry[1] = end
 
     def pause(self, seconds: float) -> None:
         """Hold back every request of the client, in every process, for ``seconds`` (after a 429 with
@@ -136,26 +159,66 @@ class RequestBudget:
                 # closing the file releases the lock
 
 
+_slot_numbers = itertools.count()
+
+
 def _parse(text: str) -> dict[str, Any]:
-    """The state of a budget file; an empty or damaged file (a process killed while writing) is an empty log."""
+    """The state of a budget file: ``sent``, a list of ``[sent, end, pid, slot]`` (``end`` None while unanswered),
+    and ``paused_until``; an empty or damaged file (a process killed while writing) is an empty log."""
     try:
         state = json.loads(text)
-        return {'sent': sorted(float(moment) for moment in state['sent']), 'paused_until': float(state['paused_until'])}
+        entries = [
+            [float(sent), None if end is None else float(end), int(pid), str(slot)]
+            for sent, end, pid, slot in state['sent']
+        ]
+        return {'sent': entries, 'paused_until': float(state['paused_until'])}
     except (ValueError, KeyError, TypeError):
         return {'sent': [], 'paused_until': 0.0}
 
 
-def _earliest_slot(sent: list[float], limit: float, window: float) -> float:
-    """The earliest time at which one more request keeps ``limit`` or fewer in any ``window`` (``sent`` sorted;
-    0 or less: no limit; a fraction counts as the whole number below it, at least 1).
+def _live_entries(entries: list[list[Any]], now: float) -> list[list[Any]]:
+    """The entries that may still be in a window ending now: answered within the longest window, or unanswered (an
+    unanswered request of a process that no longer runs ends now; one older than :data:`UNANSWERED_LIFETIME` is
+    dropped)."""
+    live = []
+    for entry in entries:
+        sent, end, pid, _ = entry
+        if end is None and (now - sent > UNANSWERED_LIFETIME or not _process_runs(pid)):
+            entry[1] = end = now + UNANSWERED_ARRIVAL
+        if end is None or end > now - _WINDOWS[-1]:
+            live.append(entry)
+    return live
 
-    The new request comes last, so only windows ending at it matter: it must follow the ``limit``-th latest request by
-    a whole window.
+
+def _process_runs(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _earliest_slot(entries: list[list[Any]], limit: float, window: float, now: float) -> float:
+    """The earliest time at which one more request keeps ``limit`` or fewer in any server window of ``window``
+    seconds ending at its arrival (0 or less: no limit; a fraction counts as the whole number below it, at least 1).
+
+    A request whose end (the moment it reached the server by) is over a window ago is outside every window ending now
+    or later; the others count, the unanswered ones until their answer.
     """
-    count = max(1, int(limit))
-    if limit <= 0 or len(sent) < count:
+    if limit <= 0:
         return 0.0
-    return sent[-count] + window
+    ends = sorted(entry[1] for entry in entries if entry[1] is not None and entry[1] > now - window)
+    unanswered = sum(1 for entry in entries if entry[1] is None)
+    excess = len(ends) + unanswered - max(1, int(limit)) + 1
+    if excess <= 0:
+        return 0.0
+    if excess > len(ends):  # an unanswered request must leave: answered now at the earliest, it counts a window more
+        return now + window
+    return float(ends[excess - 1]) + window
 
 
 _budgets: dict[Path, RequestBudget] = {}

@@ -44,6 +44,8 @@ class RequestRecord:
     """The status of the answer, or :data:`DROPPED` if its connection was dropped before it was complete."""
     duration: float
     """Seconds from the request to the end of the answer."""
+    arrival: float
+    """The Unix time at which the request arrived (when a rate limit counts it)."""
     client: str | None = None
     """The client (OAuth2 client id) of the request's valid bearer token, if any; None for the token endpoint."""
 
@@ -116,7 +118,7 @@ class RequestLogMiddleware:
         if scope['type'] != 'http':
             await self.app(scope, receive, send)
             return
-        start = time.monotonic()
+        start, arrival = time.monotonic(), time.time()
         status = 500
         recorded = False
 
@@ -129,7 +131,7 @@ class RequestLogMiddleware:
                 client = scope.get('state', {}).get(CLIENT_STATE_KEY)
                 route_path = str(getattr(route, 'path', path))
                 duration = time.monotonic() - start
-                self.log.append(RequestRecord(scope['method'], path, route_path, status, duration, client))
+                self.log.append(RequestRecord(scope['method'], path, route_path, status, duration, arrival, client))
 
         async def send_with_version(message: Message) -> None:
             nonlocal status

@@ -15,9 +15,9 @@ from aiida_firecrest.server.cli import follow_request_log
 from aiida_firecrest.server.middleware import RequestLog, RequestRecord
 
 RECORDS = [
-    RequestRecord('POST', '/auth/token', '/auth/token', 200, 0.01),
-    RequestRecord('GET', '/status/systems', '/status/systems', 200, 0.02, 'client'),
-    RequestRecord('GET', '/compute/cluster/jobs', '/compute/{system_name}/jobs', 429, 0.001, 'client'),
+    RequestRecord('POST', '/auth/token', '/auth/token', 200, 0.01, 1000.0),
+    RequestRecord('GET', '/status/systems', '/status/systems', 200, 0.02, 1000.5, 'client'),
+    RequestRecord('GET', '/compute/cluster/jobs', '/compute/{system_name}/jobs', 429, 0.001, 1000.7, 'client'),
 ]
 WAIT_TIMEOUT = 5.0
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import stat
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -17,6 +19,7 @@ from aiida_firecrest.client.exceptions import FirecrestApiError, RateLimitedErro
 from aiida_firecrest.client.firecrest_client import FirecrestClient
 from aiida_firecrest.client.request_budget import LoopLocalLock, RequestBudget, shared_budget
 from aiida_firecrest.transport.options import request_limits
+from tests.client_fakes import Budget
 
 URL = 'https://firecrest.test/api'
 
@@ -40,60 +43,115 @@ def most_in_any_window(moments: list[float], window: float) -> int:
     return max(sum(1 for other in moments if start <= other <= start + window) for start in moments)
 
 
+def take_answered(budget: RequestBudget, clock: list[float], slot: str, latency: float = 0.0) -> float:
+    """Take a slot; if it was given, answer its request ``latency`` seconds later (the clock moves on)."""
+    delay = budget.take(slot)
+    if delay == 0:
+        clock[0] += latency
+        budget.settle(slot, answered=True)
+    return delay
+
+
 def test_burst_then_pace_per_second(clock: list[float], budget_file: Path) -> None:
+    """Ten requests at once; the eleventh may leave a second after the first answers, not a second after it left."""
     budget = RequestBudget(budget_file, per_second=10)
-    assert [budget.take() for _ in range(10)] == [0.0] * 10
-    assert budget.take() == pytest.approx(1 + ratelimit.WINDOW_MARGIN)
-    assert budget.take() == pytest.approx(1 + ratelimit.WINDOW_MARGIN)  # a refused caller takes nothing
+    assert [take_answered(budget, clock, f'{index}', latency=0.002) for index in range(10)] == [0.0] * 10
+    assert budget.take('next') == pytest.approx(1.0 - 9 * 0.002)  # the first answer came 2 ms after it left
+    assert budget.take('next') == pytest.approx(1.0 - 9 * 0.002)  # a refused caller takes nothing
+
+
+def test_unanswered_request_counts_until_answered(clock: list[float], budget_file: Path) -> None:
+    """The server counts a request when it arrives, which an unanswered request may not have done yet."""
+    budget = RequestBudget(budget_file, per_second=1)
+    assert budget.take('slow') == 0.0
+    clock[0] += 30.0
+    assert budget.take('next') == pytest.approx(1.0)
+    budget.settle('slow', answered=True)
+    assert budget.take('next') == pytest.approx(1.0)  # it may have arrived just now
+    clock[0] += 1.0
+    assert budget.take('next') == 0.0
+
+
+def test_request_ended_without_answer_counts_longer(clock: list[float], budget_file: Path) -> None:
+    """A request that lost its connection may still reach a busy server a little later."""
+    budget = RequestBudget(budget_file, per_second=1)
+    budget.take('lost')
+    budget.settle('lost', answered=False)
+    assert budget.take('next') == pytest.approx(1.0 + ratelimit.UNANSWERED_ARRIVAL)
+    budget.settle('lost', answered=True)  # a slot keeps its first end
+    assert budget.take('next') == pytest.approx(1.0 + ratelimit.UNANSWERED_ARRIVAL)
+
+
+def test_unanswered_request_of_an_ended_process_ends(clock: list[float], budget_file: Path) -> None:
+    ended = subprocess.Popen(['true'])
+    ended.wait()
+    budget_file.parent.mkdir(parents=True)
+    budget_file.write_text(json.dumps({'sent': [[clock[0], None, ended.pid, 'left']], 'paused_until': 0.0}))
+    budget = RequestBudget(budget_file, per_second=1)
+    assert budget.take('next') == pytest.approx(1.0 + ratelimit.UNANSWERED_ARRIVAL)
 
 
 @pytest.mark.parametrize(('per_second', 'per_minute'), [(10, 120), (10, 0), (0, 30), (3.5, 25)])
-def test_no_window_over_the_limits(clock: list[float], budget_file: Path, per_second: float, per_minute: float) -> None:
-    """However often callers ask (every 20 ms for a minute), the slots taken keep every 1 s and 60 s window within the
-    limits, and use them."""
+@pytest.mark.parametrize('latency', [0.0, 0.05, 0.7])
+def test_no_window_over_the_limits(
+    clock: list[float], budget_file: Path, per_second: float, per_minute: float, latency: float
+) -> None:
+    """However often callers ask (every 20 ms for a minute) and however late answers come, no window of the server
+    can hold more than the limits, whether the requests arrived when they left or when they were answered; and the
+    limits are used."""
     budget = RequestBudget(budget_file, per_second, per_minute)
-    moments = []
+    sent: list[float] = []
+    answered: list[float] = []
     for _ in range(3000):
-        if budget.take() == 0:
-            moments.append(clock[0])
+        while len(answered) < len(sent) and clock[0] >= sent[len(answered)] + latency:
+            budget.settle(f'{len(answered)}', answered=True)
+            answered.append(clock[0])
+        if budget.take(f'{len(sent)}') == 0:
+            sent.append(clock[0])
         clock[0] += 0.02
+    for arrivals in (sent, answered):
+        if per_second:
+            assert most_in_any_window(arrivals, 1.0) <= int(per_second)
+        if per_minute:
+            assert most_in_any_window(arrivals, 60.0) <= int(per_minute)
     if per_second:
-        assert most_in_any_window(moments, 1.0) == int(per_second)
+        assert most_in_any_window(sent, 1.0) == int(per_second)
     if per_minute:
-        assert most_in_any_window(moments, 60.0) == int(per_minute)
+        assert most_in_any_window(sent, 60.0) == int(per_minute)
 
 
 def test_budget_file_is_private(budget_file: Path) -> None:
-    RequestBudget(budget_file, per_second=10).take()
+    RequestBudget(budget_file, per_second=10).take('one')
     assert stat.S_IMODE(budget_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(budget_file.parent.stat().st_mode) == 0o700
 
 
-def test_damaged_file_is_an_empty_log(clock: list[float], budget_file: Path) -> None:
+@pytest.mark.parametrize('content', ['{"sent": [1000.0, 10', '{"sent": [999.5, 999.6], "paused_until": 0.0}'])
+def test_damaged_or_older_file_is_an_empty_log(clock: list[float], budget_file: Path, content: str) -> None:
     budget_file.parent.mkdir(parents=True)
-    budget_file.write_text('{"sent": [1000.0, 10')
-    assert RequestBudget(budget_file, per_second=1).take() == 0.0
+    budget_file.write_text(content)
+    assert RequestBudget(budget_file, per_second=1).take('one') == 0.0
 
 
 def test_budgets_of_one_file_share_the_limit(clock: list[float], budget_file: Path) -> None:
     """Two budgets on one file (as two processes have) hand out one sequence of slots."""
     first, second = RequestBudget(budget_file, per_second=2), RequestBudget(budget_file, per_second=2)
-    assert [first.take(), second.take()] == [0.0, 0.0]
-    assert second.take() == pytest.approx(1 + ratelimit.WINDOW_MARGIN)
+    assert [take_answered(first, clock, 'a'), take_answered(second, clock, 'b')] == [0.0, 0.0]
+    assert second.take('c') == pytest.approx(1.0)
 
 
 def test_no_limit(clock: list[float], budget_file: Path) -> None:
     budget = RequestBudget(budget_file, per_second=0, per_minute=0)
-    assert all(budget.take() == 0 for _ in range(1000))
+    assert all(budget.take(f'{index}') == 0 for index in range(1000))
 
 
 def test_pause_holds_back_everything(clock: list[float], budget_file: Path) -> None:
     budget = RequestBudget(budget_file, per_second=100)
     budget.pause(2.0)
-    assert RequestBudget(budget_file, per_second=0).take() == pytest.approx(2.0)
-    assert budget.take() == pytest.approx(2.0)
+    assert RequestBudget(budget_file, per_second=0).take('a') == pytest.approx(2.0)
+    assert budget.take('a') == pytest.approx(2.0)
     clock[0] += 2.0
-    assert budget.take() == 0.0
+    assert budget.take('a') == 0.0
 
 
 def test_shared_per_url_and_client_and_reconfigured(tmp_path: Path) -> None:
@@ -126,8 +184,12 @@ def test_request_limits_refuse_a_share_outside_0_1(share: float) -> None:
 
 async def test_acquire_sleeps_on_the_loop(budget_file: Path) -> None:
     budget = RequestBudget(budget_file, per_second=20)
+
+    async def request() -> None:
+        budget.settle(await budget.acquire(), answered=True)
+
     start = time.monotonic()
-    await asyncio.gather(*(budget.acquire() for _ in range(30)))
+    await asyncio.gather(*(request() for _ in range(30)))
     assert time.monotonic() - start >= 1.0
 
 
@@ -161,14 +223,10 @@ def test_loop_local_lock_serves_several_loops() -> None:
 # --- the hooks and retries of the HTTP client ---------------------------------------------------------------------
 
 
-class CountingBudget(RequestBudget):
+class CountingBudget(Budget):
     def __init__(self) -> None:
-        super().__init__(Path('/nonexistent/budget.json'), per_second=0)
-        self.acquired = 0
+        super().__init__()
         self.paused: list[float] = []
-
-    async def acquire(self) -> None:
-        self.acquired += 1
 
     def pause(self, seconds: float) -> None:
         self.paused.append(seconds)
@@ -215,6 +273,44 @@ async def test_budget_applies_to_api_urls_only() -> None:
     assert budget.acquired == 1
     # pyfirecrest passes timeout=None (S3 parts) or its own; neither may mean 'wait forever'
     assert all(value == 7.0 for timeout in seen for value in timeout.values())
+    await client.close_session()
+
+
+class SettlingBudget(Budget):
+    """Records how the client settled each slot."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settled: list[tuple[str, bool]] = []
+
+    def settle(self, slot: str, *, answered: bool) -> None:
+        self.settled.append((slot, answered))
+
+
+async def test_client_settles_every_slot_once_answered_or_not() -> None:
+    """The budget learns when each request reached the server by: its answer, or its end without one (a lost
+    connection, then a repeat that is answered; a request cancelled while the server works)."""
+    calls: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if len(calls) == 1:
+            raise httpx.ConnectError('connection refused', request=request)
+        if len(calls) == 3:
+            await asyncio.sleep(60)
+        return httpx.Response(200, json=STAT)
+
+    budget = SettlingBudget()
+    client = make_client(handler, budget)
+    await client.stat('cluster', '/f')
+    assert budget.settled == [('slot-1', False), ('slot-2', True)]
+    request = asyncio.ensure_future(client.stat('cluster', '/f'))
+    while len(calls) < 3:
+        await asyncio.sleep(0.01)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert budget.settled[2:] == [('slot-3', False)]
     await client.close_session()
 
 

@@ -187,9 +187,10 @@ class SlowBudget(Budget):
         super().__init__()
         self.auth = auth
 
-    async def acquire(self) -> None:
-        await super().acquire()
+    async def acquire(self) -> str:
+        slot = await super().acquire()
         await self.auth.auth_headers()
+        return slot
 
 
 async def test_token_is_taken_after_the_budget_wait() -> None:

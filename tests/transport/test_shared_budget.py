@@ -43,7 +43,7 @@ RESERVE = """
 import sys
 from aiida_firecrest.client.request_budget import shared_budget
 
-print(shared_budget(sys.argv[1], sys.argv[2], 10, 120).take())
+print(shared_budget(sys.argv[1], sys.argv[2], 10, 120).take('reserve'))
 """
 
 
