@@ -223,7 +223,7 @@ def safe_extract(
     :param copy_hard_links: write a hard-link member as an independent copy of the file it links to (``tar
         --dereference`` stores a file reached through several links once, and the others as hard links to it).
     :raises UnsafeArchiveError: if a member is unsafe: every member is checked before any is written, so a refused
-        archive leaves nothing extracted (each is checked again as it is written, links extracted before included).
+        archive leaves nothing extracted (each is checked again as it is written once a link was extracted before it).
     :raises BrokenArchiveError: if the archive cannot be read (the members before the damage may be written).
     """
     root = os.path.realpath(target)
@@ -239,8 +239,11 @@ def safe_extract(
         for _, member in members:
             _check(member, root)
         _check_hard_links([member for _, member in members])
+        links_written = False  # a link written may lead a later member elsewhere: from then on, each is checked again
         for original, member in members:
-            _check(member, root)
+            if links_written:
+                _check(member, root)
+            links_written = links_written or member.issym()
             if copy_hard_links and original.islnk():
                 _extract_copy(tar, original, os.path.join(root, member.name))
             elif has_data_filter:
