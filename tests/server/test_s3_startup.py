@@ -27,7 +27,7 @@ def taken_port() -> Iterator[int]:
 def test_starts_again_on_other_ports(
     position: int, taken_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A taken port costs one more start, on other ports, not a failure."""
+    """A taken port costs another start, on other ports, not a failure."""
     free_ports = s3._free_ports
     chosen: list[list[int]] = []
 
@@ -39,10 +39,12 @@ def test_starts_again_on_other_ports(
         return ports
 
     monkeypatch.setattr(s3, '_free_ports', first_choice_taken)
-    monkeypatch.setattr(s3, 'ATTEMPT_TIMEOUT', 5.0)
+    monkeypatch.setattr(s3, 'ATTEMPT_TIMEOUT', 10.0)  # shorter than the default: the hanging case waits it out
     with s3.SeaweedFS(tmp_path) as settings:
         assert settings.client().list_buckets()['Buckets'] == []
-    assert len(chosen) == 2
+    # one more start at least (a busy machine may need another one within the shorter timeout), on other ports
+    assert len(chosen) >= 2
+    assert taken_port not in chosen[-1]
 
 
 def test_gives_up_naming_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
