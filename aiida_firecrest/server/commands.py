@@ -15,7 +15,7 @@ import os
 import signal
 from collections.abc import Sequence
 
-from .errors import ApiError
+from .errors import TIMEOUT_EXIT_STATUS, ApiError
 
 C_LOCALE = {'LC_ALL': 'C'}
 """The locale of every command: messages worded as on the real server, whatever the server's own locale."""
@@ -114,7 +114,10 @@ async def run_line(
         real server sends no end of input then, and a command reading it waits for ever).
     :raises ApiError: 413 if an output filled its buffer.
     :raises CommandTimeoutError: if the command outlasts ``timeout`` seconds; it is killed with its process group.
+        A command line that starts with ``timeout`` for the same time and is stopped by it counts as outlasting it too:
+        the real server's SSH timer starts before the remote command does, so it always fires first.
     """
+    started = asyncio.get_running_loop().time()
     process = await asyncio.create_subprocess_exec(
         'bash',
         '-c',
@@ -134,6 +137,8 @@ async def run_line(
     finally:
         _kill(process)
         await process.wait()
+    if exit_status == TIMEOUT_EXIT_STATUS and asyncio.get_running_loop().time() - started >= timeout:
+        raise CommandTimeoutError()
     return CommandResult(exit_status, stdout.decode(errors='replace'), stderr.decode(errors='replace'))
 
 
