@@ -48,6 +48,10 @@ COMMAND_TIMEOUT = 2.0
 """The command timeout of the local servers, in seconds: the real server's 20 s, shortened so that the requests that
 hang until it (large direct downloads, empty direct uploads) keep the tests fast."""
 
+UPLOAD_CHECK_INTERVAL = 0.2
+"""Seconds between the local servers' upload jobs' checks for their object: the real server's 60 s, shortened so that
+staged uploads keep the tests fast."""
+
 POLL_INTERVAL = 1
 """The default minimum job poll interval of ``firecrest_computer``'s computers, in seconds."""
 
@@ -158,14 +162,19 @@ def _skip_against_deployment(external_config: dict[str, Any] | None) -> None:
 @pytest.fixture(scope='session')
 def firecrest_server_settings(tmp_path_factory: pytest.TempPathFactory) -> ServerSettings:
     """The settings of ``firecrest_server``: jobs run as local processes, files in a temporary directory, command
-    timeout :data:`COMMAND_TIMEOUT`, the real server's behaviour otherwise.
+    timeout :data:`COMMAND_TIMEOUT`, upload checks every :data:`UPLOAD_CHECK_INTERVAL`, the real server's behaviour
+    otherwise.
 
     Override this fixture in a ``conftest.py`` for other settings, such as a small ``max_ops_file_size`` to send
     every file through the S3 staging area, or ``rate_limit=CSCS_RATE_LIMIT`` to run under CSCS's request budget.
     """
     from aiida_firecrest.server import ServerSettings
 
-    return ServerSettings(roots=[tmp_path_factory.mktemp('firecrest-root')], command_timeout=COMMAND_TIMEOUT)
+    return ServerSettings(
+        roots=[tmp_path_factory.mktemp('firecrest-root')],
+        command_timeout=COMMAND_TIMEOUT,
+        upload_check_interval=UPLOAD_CHECK_INTERVAL,
+    )
 
 
 @pytest.fixture(scope='session')
@@ -195,7 +204,10 @@ def firecrest_slurm_server(
 
     root = tmp_path_factory.mktemp('firecrest-slurm-root')
     root.chmod(0o755)
-    with LocalFirecrest(ServerSettings(roots=[root], scheduler='slurm', command_timeout=COMMAND_TIMEOUT)) as server:
+    settings = ServerSettings(
+        roots=[root], scheduler='slurm', command_timeout=COMMAND_TIMEOUT, upload_check_interval=UPLOAD_CHECK_INTERVAL
+    )
+    with LocalFirecrest(settings) as server:
         yield server
 
 

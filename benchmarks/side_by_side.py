@@ -62,6 +62,9 @@ SETTLE = 0.2
 REPLY_MARKER = '@@side-by-side@@ '
 """The prefix of a worker's answer on its standard output (anything else there is the libraries' chatter)."""
 SERVER_START_TIMEOUT = 180.0
+UPLOAD_CHECK_INTERVAL = 0.2
+"""Seconds between the upload jobs' checks for their object. The real server's job checks every minute, which would
+bury every staged upload's own time (the plugins' and the raw path's alike) under up to a minute of waiting."""
 DAEMON_STOP_TIMEOUT = 300
 """Seconds ``verdi daemon stop`` may wait for its workers (its default, 5 s, is too short for busy workers)."""
 CALCJOB_CODE = 'bash'
@@ -221,6 +224,7 @@ class Server:
         self.log = RequestLogFile(directory / 'requests.jsonl')
         self.command = [sys.executable, '-m', 'aiida_firecrest.server', '--root', str(root), '--scheduler', scheduler]
         self.command += ['--config-out', str(self.config_file), '--request-log', str(self.log.path)]
+        self.command += ['--upload-check-interval', str(UPLOAD_CHECK_INTERVAL)]
         self.command += ['--account', account] if account else []
         self.command += ['--rate-limit', rate_limit] if rate_limit else []
         self.rate_limit = rate_limit

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 import click
-from side_by_side import RawApi  # benchmarks/ is the script's folder, first on sys.path
+from side_by_side import UPLOAD_CHECK_INTERVAL, RawApi  # benchmarks/ is the script's folder, first on sys.path
 
-from aiida_firecrest.server import LocalFirecrest
+from aiida_firecrest.server import LocalFirecrest, ServerSettings
 from aiida_firecrest.server.cli import write_private_text
 from aiida_firecrest.transport import FirecrestTransport
 
@@ -107,11 +107,14 @@ async def run(server: LocalFirecrest, local: Path, secret_file: Path, big_size: 
 @click.option('--repeat', type=int, default=3, show_default=True, help='Runs per operation; the best time counts.')
 def main(big_size: int, tree_files: int, repeat: int) -> None:
     """Print the requests and the time of the firecrest transport's transfers."""
-    with tempfile.TemporaryDirectory() as temporary, LocalFirecrest() as server:
+    with tempfile.TemporaryDirectory() as temporary:
         local = Path(temporary)
-        secret_file = local / 'secret'
-        write_private_text(secret_file, server.settings.client_secret)
-        asyncio.run(run(server, local, secret_file, big_size * 2**20, tree_files, repeat))
+        (local / 'cluster').mkdir()
+        settings = ServerSettings(roots=[local / 'cluster'], upload_check_interval=UPLOAD_CHECK_INTERVAL)
+        with LocalFirecrest(settings) as server:
+            secret_file = local / 'secret'
+            write_private_text(secret_file, server.settings.client_secret)
+            asyncio.run(run(server, local, secret_file, big_size * 2**20, tree_files, repeat))
 
 
 if __name__ == '__main__':

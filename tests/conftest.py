@@ -99,6 +99,17 @@ def local_server(firecrest_server: LocalFirecrest) -> LocalFirecrest:
     return firecrest_server
 
 
+@pytest.fixture
+def upload_job_fails_at_part_two(local_server: LocalFirecrest) -> Iterator[None]:
+    """The local server's staged-upload jobs fail at the second part of their object, as the real ones do when a
+    part cannot be fetched (``Download failed: part 2``)."""
+    local_server.faults.staged_upload_fails_at_part = 2
+    try:
+        yield
+    finally:
+        local_server.faults.staged_upload_fails_at_part = None
+
+
 @pytest.fixture(scope='session')
 def slurm_server(firecrest_slurm_server: LocalFirecrest) -> LocalFirecrest:
     """A local server whose job backend is the machine's real Slurm (skips without one, fails instead if

@@ -229,23 +229,27 @@ def errno_in_message(message: str) -> int | None:
     return None
 
 
-def error_from_answer(status: int, message: str, path: str | None = None) -> FirecrestError:
+def error_from_answer(
+    status: int, message: str, path: str | None = None, *, otherwise: type[FirecrestError] = FirecrestApiError
+) -> FirecrestError:
     """Return the exception for an error answer of FirecREST.
 
     An errno named in ``message`` decides the class (``File exists`` gives :class:`PathExistsError`, whatever the
     status: FirecREST answers 500 for the command errors it does not recognise, such as ``Not a directory``, ``Is a
     directory`` or ``Directory not empty``), except for 401, 413 and 429; otherwise the status decides, and anything
-    else is a :class:`FirecrestApiError`. A missing path reads ``<path> does not exist``, as in ``core.local``.
+    else is ``otherwise`` (a :class:`FirecrestApiError`). A missing path reads ``<path> does not exist``, as in
+    ``core.local``.
 
     :param status: the HTTP status of the answer.
     :param message: the ``message`` of the answer's envelope (or its text).
     :param path: the remote path the request was about, for the exception's ``filename``.
+    :param otherwise: the class when neither the errno nor the status decides.
     """
     code = None if status in _STATUS_BEFORE_ERRNO else errno_in_message(message)
     if code is not None:
-        cls = _CLASS_OF_ERRNO.get(code, FirecrestApiError)
+        cls = _CLASS_OF_ERRNO.get(code, otherwise)
     else:
-        cls = _CLASS_OF_STATUS.get(status, FirecrestApiError)
+        cls = _CLASS_OF_STATUS.get(status, otherwise)
         code = _ERRNO_OF_STATUS.get(status)
     text = f'{message} (HTTP {status})'
     if cls is PathNotFoundError and path is not None:

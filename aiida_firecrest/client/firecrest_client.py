@@ -37,7 +37,7 @@ from firecrest.utilities import parse_retry_after
 from firecrest.v2 import AsyncExternalDownload, AsyncFirecrest
 
 from . import transfer_wait
-from .exceptions import error_from_answer, message_of_response
+from .exceptions import TransferFailedError, error_from_answer, message_of_response
 from .pyfirecrest_internals import ApiRequest, PyfirecrestInternals, Send
 from .request_budget import RequestBudget
 from .retry_policy import (
@@ -334,10 +334,12 @@ class FirecrestClient(PyfirecrestInternals):
         try:
             await self.wait_for_transfer_job(job_info)
         except TransferJobFailedException as exc:
-            log = await self._error_log(job_info)
-            raise error_from_answer(400, f'the transfer job failed: {log or "no error log"}', path) from exc
+            log = await self.job_error_log(job_info)
+            message = f'the transfer job failed: {log or "no error log"}'
+            raise error_from_answer(400, message, path, otherwise=TransferFailedError) from exc
 
-    async def _error_log(self, job_info: dict[str, Any]) -> str:
+    async def job_error_log(self, job_info: dict[str, Any]) -> str:
+        """Return the end of the error log of the transfer job ``job_info`` started, '' if it cannot be read."""
         try:
             job = job_info['transferJob']
             return str(await self.view(job['system'], job['logs']['errorLog'])).strip()[-2000:]

@@ -34,6 +34,8 @@ from ..server.cli import write_private_json, write_private_text
 from .steps import Step, arithmetic_add, restart, staged_io
 
 COMPUTER_LABEL = 'firecrest-demo'
+DEMO_UPLOAD_CHECK_INTERVAL = 1.0
+"""Seconds between the embedded server's upload jobs' checks for their object (the real server's: 60)."""
 
 CONFIG_KEYS = ('url', 'token_uri', 'client_id', 'client_secret', 'compute_resource', 'workdir')
 """The keys of the configuration file that the demo needs; ``temp_directory`` and ``billing_account`` may be absent."""
@@ -288,7 +290,13 @@ def run_demo(base: Path, scheduler: str, staged_size: int) -> bool:
     cluster = base / 'cluster'
     cluster.mkdir(parents=True, exist_ok=True)
     click.echo(f'Starting the local FirecREST v2 server (S3 staging, {scheduler} jobs) ...')
-    settings = ServerSettings(roots=[cluster], scheduler=scheduler, account=account)  # type: ignore[arg-type]
+    # the real server's upload job looks for its object every minute (docs/cscs.md): the demo's checks every second
+    settings = ServerSettings(
+        roots=[cluster],
+        scheduler=scheduler,  # type: ignore[arg-type]
+        account=account,
+        upload_check_interval=DEMO_UPLOAD_CHECK_INTERVAL,
+    )
     with LocalFirecrest(settings) as server:
         client_config = server.client_config()
         click.echo(f'    listening on {server.url}, exposing {cluster}')

@@ -16,7 +16,14 @@ import click
 
 from .middleware import RequestLog
 from .runner import LocalFirecrest
-from .settings import CSCS_RATE_LIMIT, DEFAULT_COMMAND_TIMEOUT, DEFAULT_MAX_OPS_FILE_SIZE, RateLimit, ServerSettings
+from .settings import (
+    CSCS_RATE_LIMIT,
+    DEFAULT_COMMAND_TIMEOUT,
+    DEFAULT_MAX_OPS_FILE_SIZE,
+    DEFAULT_UPLOAD_CHECK_INTERVAL,
+    RateLimit,
+    ServerSettings,
+)
 
 
 def write_private_text(path: Path, text: str) -> None:
@@ -111,6 +118,14 @@ class RateLimitType(click.ParamType):
     'that hang on the real server (large direct downloads, empty direct uploads) wait this long.',
 )
 @click.option(
+    '--upload-check-interval',
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_UPLOAD_CHECK_INTERVAL,
+    show_default=True,
+    help="Seconds between two checks of a staged upload's transfer job for its object (the real server's job checks at "
+    'once, then every minute).',
+)
+@click.option(
     '--rate-limit',
     type=RateLimitType(),
     default=None,
@@ -137,6 +152,7 @@ def serve(
     account: str | None,
     max_ops_file_size: int,
     command_timeout: float,
+    upload_check_interval: float,
     rate_limit: RateLimit | None,
     config_out: Path | None,
     request_log: Path | None,
@@ -156,6 +172,7 @@ def serve(
             account=account,
             max_ops_file_size=max_ops_file_size,
             command_timeout=command_timeout,
+            upload_check_interval=upload_check_interval,
             rate_limit=rate_limit,
         )
         server = stack.enter_context(LocalFirecrest(settings))

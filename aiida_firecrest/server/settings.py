@@ -18,6 +18,9 @@ DEFAULT_MAX_OPS_FILE_SIZE = 5 * 1024 * 1024
 DEFAULT_COMMAND_TIMEOUT = 20.0
 """The SSH command timeout of the real server at CSCS, in seconds."""
 
+DEFAULT_UPLOAD_CHECK_INTERVAL = 60.0
+"""The real server's upload job sleeps this many seconds between two checks of whether its object exists."""
+
 
 RATE_WINDOW_UNITS = {'s': 1, 'min': 60, 'h': 3600, 'day': 86400}
 """The units of a rate-limit window, in seconds: ``10/s``, ``120/min``, ``1000/h``, ``5000/day``."""
@@ -109,6 +112,9 @@ class FaultSettings:
     files survive. ``LocalFirecrest.restart()`` restarts once, at once."""
     restart_downtime: float = 0.0
     """Seconds after a restart during which API requests are answered 503 (the token endpoint keeps answering)."""
+    staged_upload_fails_at_part: int | None = None
+    """The transfer job of a staged upload finds this part of the object answered 500 and fails, as the real one
+    fails (``Download failed: part N``), leaving the parts before it written under the final name."""
     job_invisible_seconds: float = 0.0
     """Answer 404 "Job not found." for a new job during this many seconds after its submission (pyfirecrest#199)."""
     seed: int | None = None
@@ -238,6 +244,10 @@ class ServerSettings:
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT
     """The real server's SSH command timeout (``ssh.timeout.command_execution``, 20 s at CSCS), in seconds: an ops
     command running longer answers 408, and the hangs of :class:`RealismSettings` last this long; tests use 2 s."""
+    upload_check_interval: float = DEFAULT_UPLOAD_CHECK_INTERVAL
+    """Seconds between two checks of a staged upload's transfer job for its object (60 s on the real server, whose
+    job checks at once, then sleeps a minute: an upload whose parts are sent after the first check is moved into place
+    up to a minute after its last part); tests use 0.2 s."""
     s3: S3Settings | None = None
     """The S3 server of staged transfers; without one, staged transfers answer 503."""
     rate_limit: RateLimit | None = None

@@ -283,6 +283,9 @@ async def upload(system_name: str, body: UploadRequest, request: Request, user: 
         f'--delete={staged.delete_url}',
         f'--abort={staged.abort_url}',
         f'--wait={staging.s3.url_lifetime}',
+        f'--check-interval={settings.upload_check_interval:g}',
+        f'--part-size={staging.s3.max_part_size}',
+        *([] if (part := settings.faults.staged_upload_fails_at_part) is None else [f'--fail-at-part={part}']),
         '--',
     )
     command = f'{command} {script_path(settings, target)}'

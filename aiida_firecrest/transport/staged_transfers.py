@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import os
+import stat
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import IO, Any, TypeVar
 from xml.etree import ElementTree
 
@@ -44,7 +46,13 @@ import httpx
 from aiida.common.log import AIIDA_LOGGER
 from firecrest.FirecrestException import MultipartUploadException
 
-from ..client.exceptions import ChecksumMismatchError, FirecrestTimeoutError, TransferFailedError, translate_errors
+from ..client.exceptions import (
+    ChecksumMismatchError,
+    FirecrestTimeoutError,
+    TransferFailedError,
+    error_from_answer,
+    translate_errors,
+)
 from ..client.firecrest_client import FirecrestClient
 from ..client.server_facts import FACTS
 from ..client.transfer_wait import job_state
@@ -180,17 +188,74 @@ async def staged_upload(
     # client is idle then, and the parts were sent without competing with it for a core
     async with _alongside(asyncio.to_thread(sha256_of, localpath)) as local_sum:
         if info is not None:
-            async with _cancelled_on_failure(client, info, remotepath):
-                await _transfer_job_ended(client, info, remotepath)
+            async with _cancelled_on_failure(client, info, remotepath) as job:
+                await _transfer_job_ended(
+                    client,
+                    info,
+                    remotepath,
+                    job,
+                    failed=lambda: _remove_partial_copy(client, system, remotepath, account),
+                )
         try:
-            remote_sum = await _remote_sha256(client, system, remotepath, size, reach)
-            if remote_sum is None:
-                await _compare_sizes(client, system, remotepath, localpath, size)
-            else:
-                _compare(remotepath, remote_sum, localpath, await local_sum)
+            check = _check_copy(client, system, remotepath, localpath, size, reach, local_sum)
+            await _written_by_the_job(client, info, remotepath, check)
         except ChecksumMismatchError:
             await _remove_quietly_remote(client, system, remotepath, account)
             raise
+
+
+async def _check_copy(
+    client: FirecrestClient,
+    system: str,
+    remotepath: str,
+    localpath: str,
+    size: int,
+    reach: ChecksumReach,
+    local_sum: Awaitable[str],
+) -> None:
+    """Compare the upload's copy ``remotepath`` with ``localpath`` by SHA-256 (by size beyond ``reach``).
+
+    :raises ChecksumMismatchError: if they differ.
+    """
+    remote_sum = await _remote_sha256(client, system, remotepath, size, reach)
+    if remote_sum is None:
+        await _compare_sizes(client, system, remotepath, localpath, size)
+    else:
+        _compare(remotepath, remote_sum, localpath, await local_sum)
+
+
+async def _remove_partial_copy(client: FirecrestClient, system: str, path: str, account: str | None) -> None:
+    """Remove what a failed upload job left at ``path``, if it is a file; a failure is logged.
+
+    The real server's job removes the file it replaces once the object is staged, then appends the object to it part
+    by part: a job that fails part-way leaves the parts before under the final name. One that failed because ``path``
+    is a directory wrote nothing, and the directory stays.
+    """
+    try:
+        with translate_errors(path):
+            mode = int((await client.stat(system, path, dereference=False))['mode'])
+        if stat.S_ISREG(mode):
+            await _remove_quietly_remote(client, system, path, account)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        LOGGER.warning(f'could not check for a partial copy at {path} after its transfer job failed: {exc}')
+
+
+async def _written_by_the_job(
+    client: FirecrestClient, info: dict[str, Any] | None, path: str, check: Coroutine[Any, Any, None]
+) -> None:
+    """Await ``check`` of the copy at ``path``; if the copy is missing although its transfer job completed (the
+    real server's job ignores its errors writing it, e.g. into a directory that does not exist), raise what the job's
+    error log says."""
+    try:
+        await check
+    except FileNotFoundError as exc:
+        if info is None:
+            raise
+        log = await client.job_error_log(info)
+        message = f'the transfer job completed without writing the file: {log or "no error log"}'
+        raise error_from_answer(400, message, path, otherwise=TransferFailedError) from exc
 
 
 async def _upload_parts(
@@ -287,8 +352,8 @@ async def staged_download(
             transfer = await client.start_staged_download(system, remotepath, temporary, account=account)
         info: dict[str, Any] = transfer.transfer_data
         async with _alongside(_remote_sha256(client, system, remotepath, size, reach)) as remote_sum:
-            async with _cancelled_on_failure(client, info, remotepath):
-                local_sum, received = await _fetch_object(client, info, remotepath, temporary)
+            async with _cancelled_on_failure(client, info, remotepath) as job:
+                local_sum, received = await _fetch_object(client, info, remotepath, temporary, job)
             if (remote_digest := await remote_sum) is None:
                 await _compare_sizes(client, system, remotepath, localpath, received)
             else:
@@ -300,7 +365,7 @@ async def staged_download(
 
 
 async def _fetch_object(
-    client: FirecrestClient, info: dict[str, Any], remotepath: str, temporary: str
+    client: FirecrestClient, info: dict[str, Any], remotepath: str, temporary: str, job: _JobEnd
 ) -> tuple[str, int]:
     """Stream the staged object into ``temporary`` as soon as it exists, the transfer job polled meanwhile; return
     its SHA-256 and size.
@@ -310,17 +375,17 @@ async def _fetch_object(
     url = info['transferDirectives']['downloadUrl']
     loop = asyncio.get_running_loop()
     start = loop.time()
-    async with _alongside(_transfer_job_ended(client, info, remotepath)) as job:
+    async with _alongside(_transfer_job_ended(client, info, remotepath, job)) as waited:
         while True:
-            job_ended = job.done()
+            job_ended = waited.done()
             if job_ended:
-                job.result()  # raises the job's failure
+                waited.result()  # raises the job's failure
             async with _s3_errors('download', remotepath):
                 streamed = await _stream_object(client, url, temporary, remotepath, last_chance=job_ended)
             if streamed is not None:
                 return streamed
             delay = min(LONGEST_PROBE_DELAY, max(FIRST_PROBE_DELAY, PROBE_FRACTION * (loop.time() - start)))
-            await asyncio.wait({job}, timeout=delay)
+            await asyncio.wait({waited}, timeout=delay)
 
 
 async def _stream_object(
@@ -374,16 +439,31 @@ def _remove_quietly(path: str) -> None:
 # --- both directions --------------------------------------------------------------------------------------------------
 
 
-async def _transfer_job_ended(client: FirecrestClient, info: dict[str, Any], path: str) -> None:
+async def _transfer_job_ended(
+    client: FirecrestClient,
+    info: dict[str, Any],
+    path: str,
+    end: _JobEnd,
+    *,
+    failed: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     """Wait for the transfer job of ``info``; a job that did not complete is explained by its logs.
 
+    :param end: where to note that the job ended (it is no longer worth cancelling).
+    :param failed: called and awaited before the error is raised, if the job failed (its script ended with an error).
     :raises FirecrestError: what the job's error log says (through :meth:`FirecrestClient.wait_for_transfer`).
     """
     job = info['transferJob']
     with translate_errors(path):
         description = await client.wait_for_job(job['system'], str(job['jobId']))
-    if job_state(description) != 'COMPLETED':
-        await client.wait_for_transfer(info, path)  # reads the logs: raises what failed, unless they tell success
+    end.seen = True
+    if (state := job_state(description)) != 'COMPLETED':
+        try:
+            await client.wait_for_transfer(info, path)  # reads the logs: raises what failed, unless they tell success
+        except OSError:
+            if failed is not None and state == 'FAILED':
+                await failed()
+            raise
 
 
 async def _remote_sha256(
@@ -465,16 +545,26 @@ def _s3_reason(exc: BaseException) -> str:
     return 'a part or the completion of the multipart upload was refused'
 
 
+@dataclasses.dataclass
+class _JobEnd:
+    """Whether a transfer job was seen to end."""
+
+    seen: bool = False
+
+
 @contextlib.asynccontextmanager
 async def _cancelled_on_failure(
     client: FirecrestClient, transfer_info: dict[str, Any], path: str
-) -> AsyncIterator[None]:
-    """Cancel the transfer job of ``transfer_info`` if the block fails or is cancelled; a failed cancellation is
-    logged (the job then ends at its own timeout), never raised over the error that caused it."""
+) -> AsyncIterator[_JobEnd]:
+    """Cancel the transfer job of ``transfer_info`` if the block fails or is cancelled before the job was seen to
+    end (noted in the :class:`_JobEnd` it yields); a failed cancellation is logged (the job then ends at its own
+    timeout), never raised over the error that caused it."""
+    end = _JobEnd()
     try:
-        yield
+        yield end
     except BaseException:
-        await asyncio.shield(_cancel_transfer_job(client, transfer_info, path))
+        if not end.seen:
+            await asyncio.shield(_cancel_transfer_job(client, transfer_info, path))
         raise
 
 

@@ -74,6 +74,15 @@ def job_dir(any_backend_server: LocalFirecrest) -> Iterator[Path]:
 
 
 @pytest.fixture
+def staged_client(local_server: LocalFirecrest) -> Iterator[Firecrest]:
+    """A pyfirecrest client of the session's server that stages every upload."""
+    client = make_sync_client(local_server.client_config())
+    client.MAX_DIRECT_UPLOAD_SIZE = 0
+    yield client
+    client.close_session()
+
+
+@pytest.fixture
 def local_dir(local_server: LocalFirecrest) -> Iterator[Path]:
     """A fresh directory in the work directory of the local server, removed afterwards."""
     path = Path(local_server.client_config()['workdir']) / f'test-{uuid.uuid4().hex[:12]}'

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from firecrest.v2 import Firecrest
 
+from aiida_firecrest.pytest_plugin import UPLOAD_CHECK_INTERVAL
 from aiida_firecrest.server import LocalFirecrest, ServerSettings
 from aiida_firecrest.server.jobs.s3_copy import CopyError, fetch
 from aiida_firecrest.server.s3 import SeaweedFS
@@ -35,15 +36,6 @@ def staged_keys(s3: S3Settings, name: str) -> list[str]:
     return [item['Key'] for item in [*objects, *uploads] if item['Key'].endswith(f'/{name}')]
 
 
-@pytest.fixture
-def staged_client(local_server: LocalFirecrest) -> Iterator[Firecrest]:
-    """A client of the session's server that stages every upload."""
-    client = make_sync_client(local_server.client_config())
-    client.MAX_DIRECT_UPLOAD_SIZE = 0
-    yield client
-    client.close_session()
-
-
 def test_a_consumed_upload_leaves_nothing_staged(
     local_server: LocalFirecrest, staged_client: Firecrest, local_dir: Path, tmp_path: Path
 ) -> None:
@@ -61,7 +53,16 @@ async def test_an_upload_that_never_comes_is_aborted(local_server: LocalFirecres
     staged = await Staging(s3).prepare_upload('user', 'abandoned.bin', 10)
     assert len(staged_keys(s3, 'abandoned.bin')) == 1
     with pytest.raises(CopyError, match='did not appear'):
-        fetch(staged.head_url, staged.get_url, staged.delete_url, staged.abort_url, str(local_dir / 'x'), wait=0.3)
+        fetch(
+            staged.head_url,
+            staged.get_url,
+            staged.delete_url,
+            staged.abort_url,
+            str(local_dir / 'x'),
+            wait=0.3,
+            check_interval=0.1,
+            part_size=s3.max_part_size,
+        )
     assert staged_keys(s3, 'abandoned.bin') == []
 
 
@@ -86,7 +87,10 @@ def lifecycle_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local
     """A server of its own whose staged objects live :data:`LIFETIME` seconds, swept twice a second."""
     with SeaweedFS(tmp_path_factory.mktemp('s3')) as started:
         s3 = dataclasses.replace(started, object_lifetime=LIFETIME, sweep_interval=0.5)
-        with LocalFirecrest(ServerSettings(roots=[tmp_path_factory.mktemp('lifecycle')], s3=s3)) as server:
+        settings = ServerSettings(
+            roots=[tmp_path_factory.mktemp('lifecycle')], s3=s3, upload_check_interval=UPLOAD_CHECK_INTERVAL
+        )
+        with LocalFirecrest(settings) as server:
             yield server
 
 

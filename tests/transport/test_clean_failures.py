@@ -199,15 +199,22 @@ async def _wrong_checksum(system: str, path: str) -> dict[str, str]:
     return {'algorithm': 'SHA256', 'checksum': '0' * 64}
 
 
-@pytest.mark.parametrize('direction', ['upload', 'download'])
+@pytest.mark.parametrize(
+    ('direction', 'message'),
+    [
+        # the real server's upload job ignores its errors writing the file, and completes
+        ('upload', r'the transfer job completed without writing the file: .*No such file or directory'),
+        ('download', r'the transfer job failed: .*No such file or directory'),
+    ],
+)
 async def test_failed_transfer_job_is_reported_with_its_log(
-    firecrest_transport: Any, remote: RemotePath, tmp_path: Path, staged_size: int, direction: str
+    firecrest_transport: Any, remote: RemotePath, tmp_path: Path, staged_size: int, direction: str, message: str
 ) -> None:
     """The job's own message (here: no such file or directory) reaches the caller; nothing is left behind."""
     (tmp_path / 'source.bin').write_bytes(os.urandom(staged_size))
     async with firecrest_transport() as transport:
         client, system = transport.client, transport.compute_resource
-        with pytest.raises(OSError, match=r'the transfer job failed: .*No such file or directory') as raised:
+        with pytest.raises(FileNotFoundError, match=message) as raised:
             if direction == 'upload':
                 target = str(remote / 'missing' / 'target.bin')
                 await staged_upload(client, system, str(tmp_path / 'source.bin'), target, account=None, reach=REACH)
@@ -220,6 +227,43 @@ async def test_failed_transfer_job_is_reported_with_its_log(
     assert 'staging area' not in str(raised.value)
     assert os.listdir(remote) == []
     assert os.listdir(tmp_path) == ['source.bin']
+
+
+@pytest.mark.usefixtures('upload_job_fails_at_part_two')
+@pytest.mark.parametrize('existing', [False, True], ids=['new', 'overwritten'])
+async def test_staged_upload_whose_job_fails_part_way_leaves_no_partial_copy(
+    firecrest_transport: Any,
+    remote: RemotePath,
+    tmp_path: Path,
+    staged_size: int,
+    existing: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The real job writes in place, part by part, after removing the file it replaces: what it wrote is removed.
+    The part it failed on stays beside it, holding S3's answer, as the job leaves it. The ended job is not cancelled."""
+    (tmp_path / 'source.bin').write_bytes(os.urandom(staged_size))
+    if existing:
+        Path(remote / 'target.bin').write_bytes(b'the old content')
+    async with firecrest_transport() as transport:
+        with pytest.raises(TransferFailedError, match=r'the transfer job failed: .*Download failed: part 2'):
+            await transport.putfile_async(tmp_path / 'source.bin', remote / 'target.bin')
+    assert os.listdir(remote) == ['target.bin.2']
+    assert 'cancel' not in caplog.text
+
+
+async def test_staged_upload_onto_a_directory_leaves_it(
+    firecrest_transport: Any, remote: RemotePath, tmp_path: Path, staged_size: int
+) -> None:
+    """The job refuses a directory as its target (exit status 3): the directory and what it holds stay."""
+    (tmp_path / 'source.bin').write_bytes(os.urandom(staged_size))
+    Path(remote / 'target').mkdir()
+    Path(remote / 'target' / 'kept.txt').write_text('kept')
+    async with firecrest_transport() as transport:
+        client, system = transport.client, transport.compute_resource
+        with pytest.raises(TransferFailedError, match='must point to a file path'):
+            target = str(remote / 'target')
+            await staged_upload(client, system, str(tmp_path / 'source.bin'), target, account=None, reach=REACH)
+    assert os.listdir(remote / 'target') == ['kept.txt']
 
 
 async def test_multipart_upload_left_by_a_failed_upload_is_removed_by_the_bucket_lifecycle(
