@@ -6,11 +6,13 @@ answers 408 for a file of some gigabytes. Such a copy is compared by its size, w
 smallest size that timed out is remembered (:class:`ChecksumReach`), so that larger files are not hashed in vain.
 A staged download is written to a temporary file beside its destination and moved into place only when complete and
 verified: a failed, cancelled or corrupted download leaves no file at the destination. A staged upload whose copy
-differs from its source is removed (the transfer job writes the destination itself, so this is the only way to leave
-no wrong file under the final name; a file it replaced is then gone, as after any failed overwrite). A staged upload
-or download that fails or is cancelled (by the caller, an S3 error or a lost connection) cancels its transfer job,
-which would otherwise wait for its object for the lifetime of the presigned URLs (and be billed meanwhile). The
-errors say which party failed: the staging area (S3), or the transfer job, quoting its error log.
+differs from its source is removed, and so is what an upload job that failed part-way wrote (the real server's job
+removes the file it replaces, then appends the object to the destination part by part, so this is the only way to
+leave no wrong file under the final name; a file it replaced is then gone, as after any failed overwrite). A staged
+upload or download that fails or is cancelled (by the caller, an S3 error or a lost connection) before its transfer
+job ended cancels the job, which would otherwise wait for its object for the lifetime of the presigned URLs (and be
+billed meanwhile). The errors say which party failed: the staging area (S3), or the transfer job, quoting its error
+log (also when an upload job completed without writing the file: the real one ignores its write errors).
 
 FirecREST's answer to ``transfer/upload`` holds the URLs of the parts and the completion of the multipart upload, but
 none to abort it: a multipart upload that the client leaves unfinished is removed by the bucket's lifecycle rule (the
