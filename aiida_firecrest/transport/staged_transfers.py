@@ -40,7 +40,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import IO, Any, TypeVar
 from xml.etree import ElementTree
 
@@ -190,40 +190,39 @@ async def staged_upload(
     # client is idle then, and the parts were sent without competing with it for a core
     async with _alongside(asyncio.to_thread(sha256_of, localpath)) as local_sum:
         if info is not None:
-            async with _cancelled_on_failure(client, info, remotepath) as job:
-                await _transfer_job_ended(
-                    client,
-                    info,
-                    remotepath,
-                    job,
-                    failed=lambda: _remove_partial_copy(client, system, remotepath, account),
-                )
+            await _upload_job_ended(client, system, info, remotepath, account)
         try:
-            check = _check_copy(client, system, remotepath, localpath, size, reach, local_sum)
-            await _written_by_the_job(client, info, remotepath, check)
+            remote_sum = await _remote_sha256(client, system, remotepath, size, reach)
+            if remote_sum is None:
+                await _compare_sizes(client, system, remotepath, localpath, size)
+            else:
+                _compare(remotepath, remote_sum, localpath, await local_sum)
         except ChecksumMismatchError:
             await _remove_quietly_remote(client, system, remotepath, account)
             raise
+        except FileNotFoundError as exc:
+            if info is None:
+                raise
+            # the real server's job ignores its errors writing the copy (e.g. into a directory that does not exist)
+            log = await client.job_error_log(info)
+            message = f'the transfer job completed without writing the file: {log or "no error log"}'
+            raise error_from_answer(400, message, remotepath, otherwise=TransferFailedError) from exc
 
 
-async def _check_copy(
-    client: FirecrestClient,
-    system: str,
-    remotepath: str,
-    localpath: str,
-    size: int,
-    reach: ChecksumReach,
-    local_sum: Awaitable[str],
+async def _upload_job_ended(
+    client: FirecrestClient, system: str, info: dict[str, Any], path: str, account: str | None
 ) -> None:
-    """Compare the upload's copy ``remotepath`` with ``localpath`` by SHA-256 (by size beyond ``reach``).
+    """Wait for the transfer job of an upload to ``path``; if its script failed, remove what it wrote of the copy.
 
-    :raises ChecksumMismatchError: if they differ.
+    :raises FirecrestError: what the job's error log says, if it did not complete.
     """
-    remote_sum = await _remote_sha256(client, system, remotepath, size, reach)
-    if remote_sum is None:
-        await _compare_sizes(client, system, remotepath, localpath, size)
-    else:
-        _compare(remotepath, remote_sum, localpath, await local_sum)
+    async with _cancelled_on_failure(client, info, path) as job:
+        try:
+            await _transfer_job_ended(client, info, path, job)
+        except OSError:
+            if job.state == 'FAILED':
+                await _remove_partial_copy(client, system, path, account)
+            raise
 
 
 async def _remove_partial_copy(client: FirecrestClient, system: str, path: str, account: str | None) -> None:
@@ -242,22 +241,6 @@ async def _remove_partial_copy(client: FirecrestClient, system: str, path: str, 
         pass
     except OSError as exc:
         LOGGER.warning(f'could not check for a partial copy at {path} after its transfer job failed: {exc}')
-
-
-async def _written_by_the_job(
-    client: FirecrestClient, info: dict[str, Any] | None, path: str, check: Coroutine[Any, Any, None]
-) -> None:
-    """Await ``check`` of the copy at ``path``; if the copy is missing although its transfer job completed (the
-    real server's job ignores its errors writing it, e.g. into a directory that does not exist), raise what the job's
-    error log says."""
-    try:
-        await check
-    except FileNotFoundError as exc:
-        if info is None:
-            raise
-        log = await client.job_error_log(info)
-        message = f'the transfer job completed without writing the file: {log or "no error log"}'
-        raise error_from_answer(400, message, path, otherwise=TransferFailedError) from exc
 
 
 async def _upload_parts(
@@ -446,26 +429,18 @@ async def _transfer_job_ended(
     info: dict[str, Any],
     path: str,
     end: _JobEnd,
-    *,
-    failed: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Wait for the transfer job of ``info``; a job that did not complete is explained by its logs.
 
-    :param end: where to note that the job ended (it is no longer worth cancelling).
-    :param failed: called and awaited before the error is raised, if the job failed (its script ended with an error).
+    :param end: where to note the state the job ended in (it is no longer worth cancelling then).
     :raises FirecrestError: what the job's error log says (through :meth:`FirecrestClient.wait_for_transfer`).
     """
     job = info['transferJob']
     with translate_errors(path):
         description = await client.wait_for_job(job['system'], str(job['jobId']))
-    end.seen = True
-    if (state := job_state(description)) != 'COMPLETED':
-        try:
-            await client.wait_for_transfer(info, path)  # reads the logs: raises what failed, unless they tell success
-        except OSError:
-            if failed is not None and state == 'FAILED':
-                await failed()
-            raise
+    end.state = job_state(description)
+    if end.state != 'COMPLETED':
+        await client.wait_for_transfer(info, path)  # reads the logs: raises what failed, unless they tell success
 
 
 async def _remote_sha256(
@@ -549,9 +524,9 @@ def _s3_reason(exc: BaseException) -> str:
 
 @dataclasses.dataclass
 class _JobEnd:
-    """Whether a transfer job was seen to end."""
+    """The state a transfer job was seen to end in, None while it was not."""
 
-    seen: bool = False
+    state: str | None = None
 
 
 @contextlib.asynccontextmanager
@@ -565,7 +540,7 @@ async def _cancelled_on_failure(
     try:
         yield end
     except BaseException:
-        if not end.seen:
+        if end.state is None:
             await asyncio.shield(_cancel_transfer_job(client, transfer_info, path))
         raise
 

@@ -5,7 +5,6 @@ what it wrote when a part fails, ignores errors writing a part, and checks for t
 from __future__ import annotations
 
 import os
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -14,7 +13,8 @@ import pytest
 from firecrest.v2 import Firecrest
 
 from aiida_firecrest.server import LocalFirecrest
-from aiida_firecrest.server.jobs.s3_copy import fetch
+from aiida_firecrest.server.jobs import s3_copy
+from aiida_firecrest.server.jobs.s3_copy import object_exists
 from aiida_firecrest.server.staging import Staging
 
 pytestmark = pytest.mark.local_server
@@ -74,7 +74,9 @@ def test_a_directory_as_target_fails_the_job(
     assert os.listdir(local_dir / 'target.bin') == []
 
 
-async def test_the_object_is_looked_for_at_intervals(local_server: LocalFirecrest, local_dir: Path) -> None:
+async def test_the_object_is_looked_for_at_intervals(
+    local_server: LocalFirecrest, local_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An object completed after a check is found at the next one, ``check_interval`` later."""
     s3 = local_server.settings.s3
     assert s3 is not None
@@ -82,33 +84,37 @@ async def test_the_object_is_looked_for_at_intervals(local_server: LocalFirecres
     staged = await Staging(s3).prepare_upload('user', name, 10)
     client = s3.client()
     uploads = client.list_multipart_uploads(Bucket=s3.bucket)['Uploads']
-    [key] = [upload for upload in uploads if upload['Key'].endswith(f'/{name}')]
+    [upload] = [upload for upload in uploads if upload['Key'].endswith(f'/{name}')]
+    checks = []
 
-    def complete_later() -> None:
-        time.sleep(0.3)
-        part = client.upload_part(
-            Bucket=s3.bucket, Key=key['Key'], UploadId=key['UploadId'], PartNumber=1, Body=b'0123456789'
-        )
-        client.complete_multipart_upload(
-            Bucket=s3.bucket,
-            Key=key['Key'],
-            UploadId=key['UploadId'],
-            MultipartUpload={'Parts': [{'ETag': part['ETag'], 'PartNumber': 1}]},
-        )
+    def exists_then_complete(head_url: str) -> bool:
+        """Check, and complete the multipart upload right after the first check found nothing."""
+        checks.append(time.monotonic())
+        found = object_exists(head_url)
+        if len(checks) == 1:
+            part = client.upload_part(
+                Bucket=s3.bucket, Key=upload['Key'], UploadId=upload['UploadId'], PartNumber=1, Body=b'0123456789'
+            )
+            client.complete_multipart_upload(
+                Bucket=s3.bucket,
+                Key=upload['Key'],
+                UploadId=upload['UploadId'],
+                MultipartUpload={'Parts': [{'ETag': part['ETag'], 'PartNumber': 1}]},
+            )
+        return found
 
-    completer = threading.Thread(target=complete_later)
-    start = time.monotonic()
-    completer.start()
-    fetch(
+    monkeypatch.setattr(s3_copy, 'object_exists', exists_then_complete)
+    target = local_dir / 'late.bin'
+    s3_copy.fetch(
         staged.head_url,
         staged.get_url,
         staged.delete_url,
         staged.abort_url,
-        str(local_dir / 'late.bin'),
+        str(target),
         wait=10.0,
         check_interval=1.5,
         part_size=s3.max_part_size,
     )
-    completer.join()
-    assert time.monotonic() - start >= 1.5
-    assert (local_dir / 'late.bin').read_bytes() == b'0123456789'
+    assert len(checks) == 2
+    assert checks[1] - checks[0] >= 1.5
+    assert target.read_bytes() == b'0123456789'

@@ -55,12 +55,12 @@ def _request(url: str, method: str, headers: dict[str, str] | None = None) -> ur
 
 
 def object_exists(head_url: str) -> bool:
-    """Return whether the object of a presigned HEAD URL exists: any answer but 200 counts as not yet, as for the
-    real job."""
+    """Return whether the object of a presigned HEAD URL exists: any answer but 200, or none, counts as not yet, as
+    for the real job."""
     try:
         with urllib.request.urlopen(_request(head_url, 'HEAD'), timeout=HTTP_TIMEOUT):
             return True
-    except urllib.error.HTTPError:
+    except OSError:  # urllib's errors, HTTP answers included
         return False
 
 
@@ -124,8 +124,8 @@ def _fetch_part(
     get_url: str, first: int, last: int, part_file: str, part: int, fail_at_part: int | None
 ) -> tuple[int, int, int]:
     """GET bytes ``first`` to ``last`` of the object into ``part_file`` (the body of an error too, as ``curl
-    --output`` writes it); return the status, the object's size (from ``Content-Range``) and the part's length.
-    An error writing the file is printed and ignored."""
+    --output`` writes it); return the status (0 if there was no answer), the object's size (from ``Content-Range``)
+    and the part's length. An error writing the file is printed and ignored."""
     if part == fail_at_part:
         status, body, headers = 500, b'InternalError: a fault injected by the test', {}
     else:
@@ -136,6 +136,8 @@ def _fetch_part(
                 status, body, headers = answer.status, answer.read(), dict(answer.headers)
         except urllib.error.HTTPError as exc:
             status, body, headers = exc.code, exc.read(), dict(exc.headers)
+        except OSError:  # no answer: ``curl`` writes nothing and reports the status 000
+            return 0, 0, 0
     _ignoring_errors(_write, part_file, body)
     total = int(str(headers.get('Content-Range', '/0')).rpartition('/')[2] or 0)
     return status, total, int(headers.get('Content-Length', len(body)))
