@@ -46,8 +46,8 @@ def migrate(computers: tuple[str, ...], profile: str | None, client_secret: str 
     """Migrate the options of firecrest computers configured by aiida-firecrest 1.0.0 to those of 2.0.
 
     Without COMPUTER (labels): every firecrest computer of the profile that you configured with 1.0.0.
-    max_io_allowed becomes max_concurrency, checksum_check goes, and the client secret ends up in a file that only you
-    can read. Running it again changes nothing.
+    max_io_allowed becomes max_concurrency, checksum_check becomes checksum_uploads, and the client secret ends up in
+    a file that only you can read. Running it again changes nothing.
     """
     from aiida import load_profile
     from aiida.common.exceptions import NotExistent

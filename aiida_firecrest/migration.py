@@ -9,7 +9,7 @@ aiida-firecrest 1.0.0 stored these options in the AuthInfo of a ``firecrest`` co
 ``compute_resource``,
 ``billing_account``, ``temp_directory``
 ``max_io_allowed``                    ``max_concurrency`` (the same meaning: file transfers in flight at once)
-``checksum_check``                    removed: staged transfers are always checked with SHA-256
+``checksum_check``                    ``checksum_uploads`` (staged downloads are always checked with SHA-256)
 ``client_secret`` (a file)            kept, and made readable by its owner alone (``chmod 600``): 1.0.0 wrote its
                                       files under ``~/.firecrest`` with the default umask, which 2.0 refuses
 ``client_secret`` (the secret)        moved to a private file of the AiiDA configuration folder, which it names
@@ -95,8 +95,9 @@ def check_not_legacy(params: Mapping[str, Any]) -> None:
 def migrate_options(params: Mapping[str, Any]) -> MigratedOptions:
     """Return the 2.0 options of a 1.0.0 configuration, making its client secret private on the way.
 
-    Options that 2.0 also has are kept as they are (a ``max_concurrency`` that ``verdi computer configure`` of 2.0 added
-    wins over ``max_io_allowed``); options 2.0 adds take their defaults.
+    Options that 2.0 also has are kept as they are (a ``max_concurrency`` or ``checksum_uploads`` that ``verdi
+    computer configure`` of 2.0 added wins over ``max_io_allowed`` or ``checksum_check``); options 2.0 adds take their
+    defaults.
 
     :param params: the options an AuthInfo holds.
     :raises FirecrestConfigurationError: if ``max_io_allowed`` is not a positive integer, or if the client secret is
@@ -109,9 +110,13 @@ def migrate_options(params: Mapping[str, Any]) -> MigratedOptions:
     elif 'max_io_allowed' in params:
         migrated['max_concurrency'] = _positive_int('max_io_allowed', params['max_io_allowed'])
         changes.append(f'max_io_allowed {params["max_io_allowed"]} is now max_concurrency')
-    if 'checksum_check' in params:
+    if 'checksum_check' in params and 'checksum_uploads' in params:
+        changes.append(f'checksum_check {params["checksum_check"]} removed: checksum_uploads is set already')
+    elif 'checksum_check' in params:
+        migrated['checksum_uploads'] = bool(params['checksum_check'])
         changes.append(
-            f'checksum_check {params["checksum_check"]} removed: staged transfers are always checked with SHA-256'
+            f'checksum_check {params["checksum_check"]} is now checksum_uploads (staged uploads compared by SHA-256, '
+            'not only by size; staged downloads are always compared by SHA-256)'
         )
     migrated['client_secret'], change = _private_client_secret(str(params.get('client_secret') or '').strip())
     if change:

@@ -103,6 +103,13 @@ def test_migrate_options_maps_max_io_allowed(tmp_path: Path, label: str) -> None
 
 
 @pytest.mark.parametrize('label', sorted(LEGACY))
+def test_migrate_options_maps_checksum_check(tmp_path: Path, label: str) -> None:
+    params = legacy_params(label, write_legacy_secret(tmp_path / 'secret'))
+    migrated = migrate_options(params).params
+    assert migrated['checksum_uploads'] is LEGACY[label]['checksum_check']
+
+
+@pytest.mark.parametrize('label', sorted(LEGACY))
 def test_migrate_options_keeps_the_other_options(tmp_path: Path, label: str) -> None:
     params = legacy_params(label, write_legacy_secret(tmp_path / 'secret'))
     migrated = migrate_options(params).params
@@ -265,9 +272,10 @@ def test_migrate_command_refuses_a_computer_of_another_transport(
     assert 'not firecrest computers' in result.output
 
 
-def test_migrate_options_keeps_a_max_concurrency_set_by_2_0(tmp_path: Path) -> None:
-    params = {**legacy_params('legacy-custom', write_legacy_secret(tmp_path / 'secret')), 'max_concurrency': 16}
-    assert migrate_options(params).params['max_concurrency'] == 16
+@pytest.mark.parametrize(('option', 'value'), [('max_concurrency', 16), ('checksum_uploads', True)])
+def test_migrate_options_keeps_an_option_set_by_2_0(tmp_path: Path, option: str, value: Any) -> None:
+    params = {**legacy_params('legacy', write_legacy_secret(tmp_path / 'secret')), option: value}
+    assert migrate_options(params).params[option] == value
 
 
 def test_migrate_command_takes_a_new_client_secret(

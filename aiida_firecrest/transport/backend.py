@@ -95,6 +95,7 @@ class FirecrestBackend:
 
     :param fresh: what the transport knows about the directories it created; the operations here keep it up to date.
     :param max_direct_size: the size from which files go through the staging area; 0 for the server's limit.
+    :param checksum_uploads: compare staged uploads with their sources by SHA-256, not only by size.
     :param max_concurrency: file transfers in flight at once.
     """
 
@@ -108,6 +109,7 @@ class FirecrestBackend:
         system: str,
         billing_account: str | None,
         max_direct_size: int,
+        checksum_uploads: bool,
         max_concurrency: int,
         requests_per_second: float,
         requests_per_minute: float,
@@ -121,6 +123,7 @@ class FirecrestBackend:
         self._client_id = client_id
         self._client_secret_source = client_secret
         self._max_direct_size = max_direct_size
+        self._checksum_uploads = checksum_uploads
         self._requests_per_second = requests_per_second
         self._requests_per_minute = requests_per_minute
         self._http_timeout = http_timeout
@@ -497,7 +500,7 @@ class FirecrestBackend:
 
     async def upload(self, localpath: str, remotepath: str) -> None:
         """Send the local file ``localpath`` to ``remotepath``: directly in one request below the direct limit, else
-        through the staging area, verified with SHA-256.
+        through the staging area, verified by size (and SHA-256, with ``checksum_uploads``).
 
         The caller routes through an archive what this cannot carry: an empty file (the server's direct upload of no
         content waits for the command timeout) and a name that :func:`server_carries` refuses.
@@ -533,6 +536,7 @@ class FirecrestBackend:
                 remotepath,
                 account=self.billing_account,
                 reach=self._checksum_reach,
+                checksum=self._checksum_uploads,
             )
 
     async def fits_direct_download(self, size: int) -> bool:

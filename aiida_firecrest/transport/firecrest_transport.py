@@ -9,7 +9,8 @@ SSH command on the cluster:
 * existence and type checks are one ``stat``; ``makedirs`` is one ``mkdir -p``;
 * a small file goes up in one upload request and comes down in one download request; the direct-transfer limit of the
   server (``/status/systems``) is asked only for a file of 1 MiB or more, or after a 413, and cached for the process;
-* above the limit, files go through the S3 staging area of FirecREST and are checked with SHA-256 afterwards;
+* above the limit, files go through the S3 staging area of FirecREST and are checked afterwards: downloads with
+  SHA-256, uploads by size (with SHA-256 too under ``checksum_uploads``);
 * a tree of more than ``archive_threshold`` entries travels as one archive (``tar`` here and the server's
   ``extract``, or the server's ``compress`` and a safe extraction here); smaller trees go file by file, concurrently.
 
@@ -119,6 +120,7 @@ class FirecrestTransport(ClusterFiles):
         system = self._option(kwargs, 'compute_resource')
         temp_directory = str(kwargs.get('temp_directory') or '').rstrip('/')
         billing_account = str(kwargs.get('billing_account') or '') or None
+        checksum_uploads = bool(kwargs.get('checksum_uploads', False))
         try:
             max_direct_size = int(kwargs.get('max_direct_size') or 0)
             archive_threshold = int(kwargs.get('archive_threshold', DEFAULT_ARCHIVE_THRESHOLD))
@@ -138,6 +140,7 @@ class FirecrestTransport(ClusterFiles):
             system=system,
             billing_account=billing_account,
             max_direct_size=max_direct_size,
+            checksum_uploads=checksum_uploads,
             max_concurrency=max_concurrency,
             requests_per_second=requests_per_second,
             requests_per_minute=requests_per_minute,

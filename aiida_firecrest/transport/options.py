@@ -219,6 +219,19 @@ AUTH_OPTIONS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     (
+        'checksum_uploads',
+        {
+            'type': bool,
+            'default': False,
+            'prompt': 'Compare staged uploads by SHA-256 (else by size)',
+            'help': 'Compare the copy of every file uploaded through the staging area with its source by SHA-256: '
+            'the server hashes the copy once its transfer job has written it, about a second per 250 MB. Off, the '
+            "copy's size is compared (which catches what the transfer job can do wrong: it ignores its errors "
+            'writing, leaving a short copy). Downloads are compared by SHA-256 either way, at no cost.',
+            'non_interactive_default': True,
+        },
+    ),
+    (
         'max_concurrency',
         {
             'type': int,

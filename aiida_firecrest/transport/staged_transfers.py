@@ -1,9 +1,14 @@
-"""Staged transfers: through the staging area (S3) and a transfer job, verified with SHA-256, nothing left behind.
+"""Staged transfers: through the staging area (S3) and a transfer job, verified, nothing left behind.
 
-**Safety.** Every staged copy is compared with its source by SHA-256 (the server's ``checksum`` against a local sum),
-where the server can hash it: its ``checksum`` runs ``sha256sum`` under the SSH command timeout (20 s at CSCS), so it
-answers 408 for a file of some gigabytes. Such a copy is compared by its size, with a warning that says so, and the
-smallest size that timed out is remembered (:class:`ChecksumReach`), so that larger files are not hashed in vain.
+**Safety.** Every staged download is compared with its source by SHA-256 (the server's ``checksum`` against the sum
+computed while the object comes down; the server hashes meanwhile, so it costs no time). A staged upload is compared
+by its size, and by SHA-256 if asked (the transport's ``checksum_uploads``): there the server can only hash the copy
+once the transfer job has written it, which adds about a second per 250 MB to every upload. The size catches what the
+real server's upload job does wrong (it ignores its errors writing the copy, which leaves it short), and its state
+and log catch a failed part; S3's own checks and TLS cover the way to the staging area. The server's ``checksum`` runs
+``sha256sum`` under the SSH command timeout (20 s at CSCS), so it answers 408 for a file of some gigabytes: such a
+copy is compared by its size, with a warning that says so, and the smallest size that timed out is remembered
+(:class:`ChecksumReach`), so that larger files are not hashed in vain.
 A staged download is written to a temporary file beside its destination and moved into place only when complete and
 verified: a failed, cancelled or corrupted download leaves no file at the destination. A staged upload whose copy
 differs from its source is removed, and so is what an upload job that failed part-way wrote (the real server's job
@@ -22,8 +27,8 @@ local server's ``S3Settings.expiry``; the real server's bucket lifecycle of a fe
 for what can run alongside. A download's object is fetched as soon as it exists in the staging area (probed with its
 presigned URL every few percent of the time waited, which costs no FirecREST request) while the transfer job is
 polled only to learn about its failure; it is streamed to disk in large chunks, its SHA-256 computed on the way,
-while the server computes its own. An upload's local SHA-256 is computed once its parts are sent, while the transfer
-job moves the object into place and the server hashes it (the client waits then). A transfer job that
+while the server computes its own. An upload's local SHA-256, when asked, is computed once its parts are sent, while
+the transfer job moves the object into place and the server hashes it (the client waits then). A transfer job that
 completed is taken at its word (pyfirecrest also reads its output log, one more request): the checksum follows.
 
 **Progress**: bytes done and rate, logged at INFO on the transport's logger (which reaches the daemon log) at most
@@ -163,17 +168,20 @@ async def staged_upload(
     *,
     account: str | None,
     reach: ChecksumReach,
+    checksum: bool,
 ) -> None:
     """Send ``localpath`` to ``remotepath`` through the staging area: start the transfer job, upload the parts of
-    the multipart upload (the local SHA-256 computed meanwhile), complete it, wait for the job and compare the
-    checksums (the sizes, where the server cannot hash the file: see ``reach``); on any failure or cancellation before
-    the job ended, cancel the job; a copy that differs is removed.
+    the multipart upload, complete it, wait for the job and compare the copy with ``localpath``: by its size, or with
+    ``checksum`` by SHA-256 (the local one computed while the job runs; the sizes still, where the server cannot hash
+    the file: see ``reach``); on any failure or cancellation before the job ended, cancel the job; a copy that differs
+    is removed.
 
+    :param checksum: compare the SHA-256 sums, which costs the server's hashing of the whole copy after the job.
     :raises TransferFailedError: if the staging area refused a part or the completion, or the transfer job failed.
     :raises ChecksumMismatchError: if the copy differs from ``localpath`` (it was removed).
     :calls: POST ``/filesystem/{system}/transfer/upload``, the S3 parts and completion, the job's status; GET
-        ``/filesystem/{system}/ops/checksum`` (or ``ops/stat``, beyond ``reach``); on failure DELETE
-        ``/compute/{system}/jobs/{id}`` (and the job's logs, if it failed); on a mismatch DELETE
+        ``/filesystem/{system}/ops/stat`` (with ``checksum``, ``ops/checksum``, or ``ops/stat`` beyond ``reach``); on
+        failure DELETE ``/compute/{system}/jobs/{id}`` (and the job's logs, if it failed); on a mismatch DELETE
         ``/filesystem/{system}/ops/rm``
     """
     directory, filename = os.path.split(remotepath)
@@ -188,15 +196,15 @@ async def staged_upload(
         progress.finish()
     # the local sum is computed while the transfer job moves the object into place and the server hashes it: the
     # client is idle then, and the parts were sent without competing with it for a core
-    async with _alongside(asyncio.to_thread(sha256_of, localpath)) as local_sum:
+    async with _alongside(_local_sha256(localpath, checksum)) as local_sum:
         if info is not None:
             await _upload_job_ended(client, system, info, remotepath, account)
         try:
-            remote_sum = await _remote_sha256(client, system, remotepath, size, reach)
+            remote_sum = await _remote_sha256(client, system, remotepath, size, reach) if checksum else None
             if remote_sum is None:
                 await _compare_sizes(client, system, remotepath, localpath, size)
             else:
-                _compare(remotepath, remote_sum, localpath, await local_sum)
+                _compare(remotepath, remote_sum, localpath, str(await local_sum))
         except ChecksumMismatchError:
             await _remove_quietly_remote(client, system, remotepath, account)
             raise
@@ -207,6 +215,11 @@ async def staged_upload(
             log = await client.job_error_log(info)
             message = f'the transfer job completed without writing the file: {log or "no error log"}'
             raise error_from_answer(400, message, remotepath, otherwise=TransferFailedError) from exc
+
+
+async def _local_sha256(path: str, wanted: bool) -> str | None:
+    """The SHA-256 of the local file ``path``, if ``wanted``."""
+    return await asyncio.to_thread(sha256_of, path) if wanted else None
 
 
 async def _upload_job_ended(

@@ -4,7 +4,8 @@ some gigabytes. Such a copy is compared by its size (with a warning saying so), 
 hashed again in the same process.
 
 A ``sha256sum`` that outlasts the server's command timeout stands in for the large file: it is put first on the
-server's ``PATH`` (the local server runs its commands with ``bash -c`` in its own environment)."""
+server's ``PATH`` (the local server runs its commands with ``bash -c`` in its own environment). Uploads are compared by
+SHA-256 here (``checksum_uploads``): by default they are compared by size anyway."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ async def test_file_the_server_cannot_hash_is_transferred_and_checked_by_its_siz
     source, target = (tmp_path / 'file.bin', Path(remote / 'file.bin'))
     (source if direction == 'upload' else target).write_bytes(data)
     caplog.set_level(logging.WARNING, logger=AIIDA_LOGGER.name)
-    async with firecrest_transport() as transport:
+    async with firecrest_transport(checksum_uploads=True) as transport:
         async with count_requests() as counted:
             await _transfer(transport, direction, source, target)
     assert (target if direction == 'upload' else source).read_bytes() == data
@@ -95,7 +96,7 @@ async def test_after_a_timeout_files_as_large_are_not_hashed_again(
 ) -> None:
     (tmp_path / 'first.bin').write_bytes(os.urandom(staged_size))
     (tmp_path / 'second.bin').write_bytes(os.urandom(staged_size + larger))
-    async with firecrest_transport() as transport:
+    async with firecrest_transport(checksum_uploads=True) as transport:
         await transport.putfile_async(tmp_path / 'first.bin', remote / 'first.bin')
         async with count_requests() as counted:
             await transport.putfile_async(tmp_path / 'second.bin', remote / 'second.bin')
@@ -117,7 +118,7 @@ async def test_copy_of_another_size_is_not_kept(
     differs."""
     source, target = (tmp_path / 'file.bin', Path(remote / 'file.bin'))
     (source if direction == 'upload' else target).write_bytes(os.urandom(staged_size))
-    async with firecrest_transport() as transport:
+    async with firecrest_transport(checksum_uploads=True) as transport:
         stat = transport.client.stat
 
         async def one_byte_more(system: str, path: str, dereference: bool = False) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Staged transfers killed in the middle (an S3 error, a lost connection, the caller cancelling) leave nothing behind:
 no file at the destination, no temporary file, no transfer job running (and the multipart upload, which FirecREST gives
-no way to abort, goes with the bucket's lifecycle); a staged copy whose checksum differs is not left under its final
-name; a failed transfer job is reported with its log; a failed tree transfer leaves nothing at a destination it
+no way to abort, goes with the bucket's lifecycle); a staged copy that differs from its source is not left under its
+final name; a failed transfer job is reported with its log; a failed tree transfer leaves nothing at a destination it
 created; and the failed removal of a temporary archive does not fail a transfer that worked."""
 
 from __future__ import annotations
@@ -165,20 +165,22 @@ async def test_staged_download_is_written_under_a_temporary_name_and_moved_at_th
 
 
 @pytest.mark.parametrize('existing', [False, True], ids=['new', 'overwritten'])
-async def test_staged_upload_whose_checksum_differs_leaves_no_file_under_the_final_name(
+@pytest.mark.parametrize('checksum_uploads', [False, True], ids=['by size', 'by SHA-256'])
+async def test_staged_upload_that_differs_leaves_no_file_under_the_final_name(
     firecrest_transport: Any,
     monkeypatch: pytest.MonkeyPatch,
     remote: RemotePath,
     tmp_path: Path,
     staged_size: int,
     existing: bool,
+    checksum_uploads: bool,
 ) -> None:
     """The transfer job writes the destination itself: a copy that differs from its source is removed."""
     (tmp_path / 'source.bin').write_bytes(os.urandom(staged_size))
     if existing:
         Path(remote / 'target.bin').write_bytes(b'the old content')
-    async with firecrest_transport() as transport:
-        monkeypatch.setattr(transport.client, 'checksum', _wrong_checksum)
+    async with firecrest_transport(checksum_uploads=checksum_uploads) as transport:
+        _seen_differing(monkeypatch, transport)
         with pytest.raises(ChecksumMismatchError, match='differs'):
             await transport.putfile_async(tmp_path / 'source.bin', remote / 'target.bin')
     assert os.listdir(remote) == []
@@ -200,6 +202,18 @@ async def _wrong_checksum(system: str, path: str) -> dict[str, str]:
     return {'algorithm': 'SHA256', 'checksum': '0' * 64}
 
 
+def _seen_differing(monkeypatch: pytest.MonkeyPatch, transport: Any) -> None:
+    """Every staged copy differs from its source: by its SHA-256, and by one byte more."""
+    stat = transport.client.stat
+
+    async def one_byte_more(system: str, path: str, dereference: bool = False) -> dict[str, Any]:
+        attributes = dict(await stat(system, path, dereference=dereference))
+        return {**attributes, 'size': int(attributes['size']) + 1}
+
+    monkeypatch.setattr(transport.client, 'checksum', _wrong_checksum)
+    monkeypatch.setattr(transport.client, 'stat', one_byte_more)
+
+
 @pytest.mark.parametrize(
     ('direction', 'message'),
     [
@@ -218,7 +232,9 @@ async def test_failed_transfer_job_is_reported_with_its_log(
         with pytest.raises(FileNotFoundError, match=message) as raised:
             if direction == 'upload':
                 target = str(remote / 'missing' / 'target.bin')
-                await staged_upload(client, system, str(tmp_path / 'source.bin'), target, account=None, reach=REACH)
+                await staged_upload(
+                    client, system, str(tmp_path / 'source.bin'), target, account=None, reach=REACH, checksum=True
+                )
             else:
                 source = str(remote / 'missing.bin')
                 await staged_download(
@@ -265,7 +281,9 @@ async def test_staged_upload_onto_a_directory_leaves_it(
         client, system = transport.client, transport.compute_resource
         with pytest.raises(TransferFailedError, match='must point to a file path'):
             target = str(remote / 'target')
-            await staged_upload(client, system, str(tmp_path / 'source.bin'), target, account=None, reach=REACH)
+            await staged_upload(
+                client, system, str(tmp_path / 'source.bin'), target, account=None, reach=REACH, checksum=True
+            )
     assert os.listdir(remote / 'target') == ['kept.txt']
 
 

@@ -40,6 +40,7 @@ UPLOAD_STAGED = 'POST /filesystem/{system_name}/transfer/upload'
 DOWNLOAD_DIRECT = 'GET /filesystem/{system_name}/ops/download'
 DOWNLOAD_STAGED = 'POST /filesystem/{system_name}/transfer/download'
 CHECKSUM = 'GET /filesystem/{system_name}/ops/checksum'
+STAT = 'GET /filesystem/{system_name}/ops/stat'
 VIEW = 'GET /filesystem/{system_name}/ops/view'
 LS = 'GET /filesystem/{system_name}/ops/ls'
 SYSTEMS = 'GET /status/systems'
@@ -127,11 +128,14 @@ async def test_download_direct_up_to_the_usable_size(
 
 
 @REQUEST_LOG
+@pytest.mark.parametrize('checksum_uploads', [False, True], ids=['upload by size', 'upload by SHA-256'])
 async def test_file_above_the_limit_is_staged_and_checked(
-    firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path, limit: int
+    firecrest_transport: Any, local_server: Any, remote: Path, tmp_path: Path, limit: int, checksum_uploads: bool
 ) -> None:
+    """A staged upload is checked by the copy's size (one ``stat``), or by its SHA-256 if asked; a staged download
+    always by its SHA-256."""
     digest = random_file(tmp_path / 'f.bin', limit + 1)
-    async with firecrest_transport() as transport:
+    async with firecrest_transport(checksum_uploads=checksum_uploads) as transport:
         mark = local_server.request_log.mark()
         await transport.put_async(tmp_path / 'f.bin', remote / 'f.bin')
         put = await _counts(local_server, mark)
@@ -139,7 +143,8 @@ async def test_file_above_the_limit_is_staged_and_checked(
         await transport.get_async(remote / 'f.bin', tmp_path / 'back.bin')
         get = await _counts(local_server, mark)
     assert sha256(remote / 'f.bin') == sha256(tmp_path / 'back.bin') == digest
-    assert put[UPLOAD_DIRECT] == 0 and put[UPLOAD_STAGED] == 1 and put[CHECKSUM] == 1
+    assert put[UPLOAD_DIRECT] == 0 and put[UPLOAD_STAGED] == 1
+    assert (put[CHECKSUM], put[STAT]) == ((1, 0) if checksum_uploads else (0, 1))
     assert get[DOWNLOAD_DIRECT] == 0 and get[DOWNLOAD_STAGED] == 1 and get[CHECKSUM] == 1
     assert put[VIEW] == get[VIEW] == 0, 'a transfer job that completed is taken at its word: no view of its log'
 
@@ -157,7 +162,7 @@ async def test_staged_20_mb_file_round_trip(
     assert sha256(tmp_path / 'back.bin') == digest
     if counts is not None:
         assert counts[UPLOAD_STAGED] == counts[DOWNLOAD_STAGED] == 1
-        assert counts[CHECKSUM] == 2
+        assert counts[CHECKSUM] == 1, 'the download is checked by SHA-256, the upload by its size'
 
 
 @REQUEST_LOG
@@ -208,7 +213,7 @@ async def test_checksum_mismatch_is_an_error(
     firecrest_transport: Any, remote: RemotePath, tmp_path: Path, limit: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     random_file(tmp_path / 'f.bin', limit + 1)
-    async with firecrest_transport() as transport:
+    async with firecrest_transport(checksum_uploads=True) as transport:
 
         async def corrupted(system: str, path: str) -> dict[str, str]:
             return {'algorithm': 'SHA256', 'checksum': '0' * 64}
