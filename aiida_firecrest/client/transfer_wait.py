@@ -5,9 +5,8 @@ after a poll is seen up to its whole duration later (a job of 1.8 s at 3.7 s, on
 grow by a quarter each time from :data:`FIRST_DELAY` up to :data:`LONGEST_DELAY`: a job of 2 s or more is seen at most
 35 % of its duration late (tending to a quarter), and never more than :data:`LONGEST_DELAY` late, for a few more polls
 (a job of 2 s: 7 polls instead of 5, one of 10 s: 13 instead of 7, one of a minute: 24 instead of 9), which the request
-budget paces like any other request. Measured with ``benchmarks/side_by_side.py``: the local server's upload job of
-256 MB ends about a second after the last part, which delays growing by half (the choice before) saw 0.4 s late on
-average, these 0.2 s; the raw API path, polling every 0.1 s, half as much for twice the requests.
+budget paces like any other request. Delays growing by half (the choice before) saw a job up to 60 % of its duration
+late, which made the 256 MB upload of ``benchmarks/side_by_side.py`` lag the raw API path (polling every 0.1 s).
 """
 
 from __future__ import annotations
